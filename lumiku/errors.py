@@ -1,0 +1,219 @@
+"""The whole error tree of Lumiku, in one place.
+
+```
+LumikuError
+├── ConfigError                  invalid configuration; carries every ConfigProblem
+├── ClientError(status, code)    the caller's fault; mapped to RFC 9457 by http/problems.py
+│   ├── BadRequest          400  BAD_REQUEST
+│   │   ├── InvalidJson     400  INVALID_JSON
+│   │   └── ValidationFailed 400 VALIDATION_ERROR (errors: [{field, message}])
+│   ├── Unauthorized        401  UNAUTHORIZED
+│   ├── InsufficientCredits 402  INSUFFICIENT_CREDITS (required, available)
+│   ├── Forbidden           403  FORBIDDEN
+│   ├── NotFound            404  NOT_FOUND
+│   ├── MethodNotAllowed    405  METHOD_NOT_ALLOWED
+│   ├── Conflict            409  CONFLICT
+│   ├── PayloadTooLarge     413  PAYLOAD_TOO_LARGE
+│   ├── UnsupportedMediaType 415 UNSUPPORTED_MEDIA_TYPE
+│   └── RateLimited         429  RATE_LIMITED (retry_after_s)
+├── ProviderError                an image provider failed; the class drives job retries
+│   ├── Transient                retry with backoff
+│   ├── RateLimitedUpstream      retry after the provider's Retry-After, attempt not counted
+│   └── Permanent                fail at once
+├── StorageError                 file storage failed
+└── DatabaseError                the database failed (translated once, in db/postgres.py and db/sqlite.py)
+    ├── IntegrityViolation       a constraint rejected the write
+    │   ├── UniqueViolation      a UNIQUE / PRIMARY KEY constraint
+    │   └── CheckViolation       a CHECK or NOT NULL constraint
+    ├── Unavailable              cannot reach or talk to the database
+    └── SchemaMismatch           the schema is behind or ahead of this build
+```
+
+Lower-level exceptions are translated at the adapter that sees them, `raise ... from exc`,
+so the rest of the code only ever catches these classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+
+class LumikuError(Exception):
+    """Base of every error this service raises on purpose."""
+
+
+@attrs.frozen
+class ConfigProblem:
+    """One thing wrong with the configuration: which key, where it came from, what is wrong."""
+
+    key: str
+    source: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.source}): {self.message}"
+
+
+class ConfigError(LumikuError):
+    """The configuration is invalid; `problems` lists every reason at once."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class ClientError(LumikuError):
+    """An error the client caused; its status, code and extra fields reach the client."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "BAD_REQUEST"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or self.title
+        self.extra: Mapping[str, Any] = extra
+        super().__init__(self.detail)
+
+
+class BadRequest(ClientError):
+    pass
+
+
+class InvalidJson(BadRequest):
+    code = "INVALID_JSON"
+    title = "Malformed JSON body"
+
+
+@attrs.frozen
+class FieldError:
+    field: str
+    message: str
+
+
+class ValidationFailed(BadRequest):
+    code = "VALIDATION_ERROR"
+    title = "Validation failed"
+
+    def __init__(self, errors: Sequence[FieldError], detail: str | None = None) -> None:
+        super().__init__(
+            detail, errors=[{"field": e.field, "message": e.message} for e in errors]
+        )
+        self.errors = tuple(errors)
+
+
+class Unauthorized(ClientError):
+    status = 401
+    code = "UNAUTHORIZED"
+    title = "Authentication required"
+
+
+class InsufficientCredits(ClientError):
+    status = 402
+    code = "INSUFFICIENT_CREDITS"
+    title = "Not enough credits"
+
+    def __init__(self, required: int, available: int) -> None:
+        super().__init__(
+            f"This needs {required} credits; the balance is {available}.",
+            required=required,
+            available=available,
+        )
+
+
+class Forbidden(ClientError):
+    status = 403
+    code = "FORBIDDEN"
+    title = "Forbidden"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "NOT_FOUND"
+    title = "Not found"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "METHOD_NOT_ALLOWED"
+    title = "Method not allowed"
+
+
+class Conflict(ClientError):
+    status = 409
+    code = "CONFLICT"
+    title = "Conflict"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    code = "PAYLOAD_TOO_LARGE"
+    title = "Request body too large"
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    code = "UNSUPPORTED_MEDIA_TYPE"
+    title = "Unsupported media type"
+
+
+class RateLimited(ClientError):
+    status = 429
+    code = "RATE_LIMITED"
+    title = "Too many requests"
+
+    def __init__(self, retry_after_s: int, detail: str | None = None) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s)
+        self.retry_after_s = retry_after_s
+
+
+class ProviderError(LumikuError):
+    """An image provider failed; the subclass decides what the job queue does next."""
+
+
+class Transient(ProviderError):
+    pass
+
+
+class RateLimitedUpstream(ProviderError):
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Permanent(ProviderError):
+    pass
+
+
+class StorageError(LumikuError):
+    pass
+
+
+class DatabaseError(LumikuError):
+    pass
+
+
+class IntegrityViolation(DatabaseError):
+    """A constraint rejected the write; `constraint` names it when the backend says."""
+
+    def __init__(self, message: str, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+class UniqueViolation(IntegrityViolation):
+    pass
+
+
+class CheckViolation(IntegrityViolation):
+    pass
+
+
+class Unavailable(DatabaseError):
+    pass
+
+
+class SchemaMismatch(DatabaseError):
+    pass

@@ -45,6 +45,9 @@ class HttpSettings:
     trusted_proxies: tuple[str, ...] = setting(
         [], "CIDRs of reverse proxies whose X-Forwarded-For is believed."
     )
+    reuse_port: bool = setting(
+        False, "Set SO_REUSEPORT so several instances (lumiku@N) share one port."
+    )
     max_body_bytes: int = setting(1_048_576, "Largest accepted request body, in bytes.")
     keep_alive_s: float = setting(5.0, "Idle keep-alive connections are closed after this.")
     ws_ping_interval_s: float = setting(20.0, "Interval of server pings on websockets.")
@@ -181,7 +184,9 @@ class Settings:
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret value, for redaction by value in logs."""
         values = [str(value) for key, value, spec in iter_settings(self) if spec.secret and value]
-        values.extend(p for p in (_url_password(self.database.url), _url_password(self.redis.url)) if p)
+        values.extend(
+            p for p in (_url_password(self.database.url), _url_password(self.redis.url)) if p
+        )
         return tuple(v for v in values if len(v) >= 4)
 
 
@@ -439,9 +444,11 @@ def _coerce(kind: Any, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ValueError(f"must be a number, got {value!r}")
         try:
-            number = kind(value.strip()) if from_env else value
+            number = kind(value.strip()) if isinstance(value, str) else value
         except ValueError:
-            raise ValueError(f"must be {'an integer' if kind is int else 'a number'}, got {value!r}") from None
+            raise ValueError(
+                f"must be {'an integer' if kind is int else 'a number'}, got {value!r}"
+            ) from None
         if kind is int and not isinstance(number, int):
             raise ValueError(f"must be an integer, got {value!r}")
         return kind(number)

@@ -10,17 +10,27 @@ import ipaddress
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from lumiku.config import Settings
 
 JWT_MIN_LENGTH: Final = 32
 JWT_MIN_ENTROPY_BITS: Final = 3.5
-_PLACEHOLDER_PREFIXES: Final = ("secret", "change-this", "changethis", "change_this", "your-secret",
-                                "your_secret", "yoursecret", "replace-me", "example")
+_PLACEHOLDER_PREFIXES: Final = (
+    "secret",
+    "change-this",
+    "changethis",
+    "change_this",
+    "your-secret",
+    "your_secret",
+    "yoursecret",
+    "replace-me",
+    "example",
+)
 _ORIGIN: Final = re.compile(r"^(https?)://(\*\.)?([a-z0-9-]+(\.[a-z0-9-]+)*)(:\d{1,5})?$")
 _TEST_MARKERS: Final = ("test", "sandbox", "example")
 

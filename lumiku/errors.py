@@ -21,7 +21,8 @@ LumikuError
 │   ├── RateLimitedUpstream      retry after the provider's Retry-After, attempt not counted
 │   └── Permanent                fail at once
 ├── StorageError                 file storage failed
-└── DatabaseError                the database failed (translated once, in db/postgres.py and db/sqlite.py)
+├── RedisUnavailable             Redis cannot be reached or answered (translated in redis.py)
+└── DatabaseError                the database failed (translated once, in db/postgres.py, db/sqlite.py)
     ├── IntegrityViolation       a constraint rejected the write
     │   ├── UniqueViolation      a UNIQUE / PRIMARY KEY constraint
     │   └── CheckViolation       a CHECK or NOT NULL constraint
@@ -35,10 +36,12 @@ so the rest of the code only ever catches these classes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 
 class LumikuError(Exception):
@@ -98,9 +101,7 @@ class ValidationFailed(BadRequest):
     title = "Validation failed"
 
     def __init__(self, errors: Sequence[FieldError], detail: str | None = None) -> None:
-        super().__init__(
-            detail, errors=[{"field": e.field, "message": e.message} for e in errors]
-        )
+        super().__init__(detail, errors=[{"field": e.field, "message": e.message} for e in errors])
         self.errors = tuple(errors)
 
 
@@ -188,6 +189,10 @@ class Permanent(ProviderError):
 
 
 class StorageError(LumikuError):
+    pass
+
+
+class RedisUnavailable(LumikuError):
     pass
 
 

@@ -1,0 +1,29 @@
+"""`Deps`: the frozen record of opened resources, passed explicitly (no globals)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from lumiku.config import Settings
+    from lumiku.db.store import Store
+    from lumiku.observability.health import Health
+    from lumiku.redis import Client
+    from lumiku.shutdown import ShutdownState
+
+
+@attrs.frozen
+class Deps:
+    """Everything a request handler or background task may use.
+
+    Built by the supervisor once every resource is open; handlers receive it through the
+    app, background tasks as an argument. Nothing in it is closed by its users.
+    """
+
+    settings: Settings
+    store: Store
+    redis: Client | None
+    shutdown: ShutdownState
+    health: Health

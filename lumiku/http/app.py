@@ -1,0 +1,49 @@
+"""`create_app(deps)`: the quart-trio app behind the edge middleware."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+from quart import Blueprint, current_app, request
+from quart_trio import QuartTrio
+
+from lumiku.http import health, ws
+from lumiku.http.middleware import ASGIApp, EdgeMiddleware
+from lumiku.http.problems import register_error_handlers
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from lumiku.deps import Deps
+
+DEPS_KEY: Final = "lumiku.deps"
+
+
+def current_deps() -> Deps:
+    """The `Deps` of the app serving the current request or websocket."""
+    deps: Deps = current_app.extensions[DEPS_KEY]
+    return deps
+
+
+async def _record_route() -> None:
+    rule = request.url_rule
+    if rule is not None:
+        request.scope["lumiku.route"] = rule.rule  # type: ignore[typeddict-unknown-key]
+
+
+def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> ASGIApp:
+    """Build the ASGI application: quart-trio routes wrapped in `EdgeMiddleware`.
+
+    `blueprints` lets tests and benchmarks add routes of their own.
+    """
+    app = QuartTrio("lumiku")
+    app.config["MAX_CONTENT_LENGTH"] = deps.settings.http.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[DEPS_KEY] = deps
+    register_error_handlers(app)
+    app.before_request(_record_route)
+    app.register_blueprint(health.blueprint)
+    app.register_blueprint(ws.blueprint)
+    for blueprint in blueprints:
+        app.register_blueprint(blueprint)
+    return EdgeMiddleware(app, deps.settings)  # type: ignore[arg-type]

@@ -1,0 +1,35 @@
+"""Safe request-body parsing, used by every route that reads a body."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quart import request
+
+from lumiku.errors import InvalidJson, UnsupportedMediaType
+
+
+def is_json_type(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (
+        mime.startswith("application/") and mime.endswith("+json")
+    )
+
+
+async def read_json() -> Any:
+    """The request's JSON body: 415 when it is not JSON, 400 `INVALID_JSON` when malformed.
+
+    The size limit (413) is enforced before this by the edge middleware and quart's
+    MAX_CONTENT_LENGTH.
+    """
+    if not is_json_type(request.headers.get("Content-Type")):
+        raise UnsupportedMediaType("Send the body as application/json.")
+    raw = await request.get_data(cache=True, as_text=False)
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        position = f" at position {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise InvalidJson(f"The body is not valid JSON{position}.") from None

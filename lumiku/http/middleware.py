@@ -1,0 +1,257 @@
+"""The HTTP edge: one ASGI middleware in front of the quart app.
+
+For every request it settles the request id (a valid `X-Request-ID` is kept, anything else
+replaced) and the client IP (trusted proxies only), answers CORS preflights, refuses bodies
+whose Content-Length exceeds `http.max_body_bytes`, adds the security, CORS and request-id
+headers to every response, and writes one access line. It is plain ASGI so the hot path
+costs a few dictionary lookups, not a framework round trip.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any, Final
+
+from lumiku.http.problems import PROBLEM_JSON, problem_body
+from lumiku.observability.logging import get_logger, request_id_var
+
+if TYPE_CHECKING:
+    from lumiku.config import Settings
+
+log = get_logger("lumiku.http.access")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+SECURITY_HEADERS: Final = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+CORS_EXPOSE: Final = (
+    b"X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
+)
+CORS_METHODS: Final = b"GET, POST, PUT, PATCH, DELETE, OPTIONS"
+CORS_DEFAULT_HEADERS: Final = b"Authorization, Content-Type, Idempotency-Key, X-Request-ID"
+CORS_MAX_AGE_S: Final = 86400
+
+
+class CorsPolicy:
+    """Which origins may call us: exact origins, `https://*.domain` wildcards, or `*`."""
+
+    def __init__(self, origins: Iterable[str]) -> None:
+        self.any = False
+        self.exact: set[str] = set()
+        patterns = []
+        for origin in origins:
+            origin = origin.lower().rstrip("/")
+            if origin == "*":
+                self.any = True
+            elif "://*." in origin:
+                scheme, rest = origin.split("://*.", 1)
+                patterns.append(rf"{re.escape(scheme)}://(?:[a-z0-9-]+\.)+{re.escape(rest)}")
+            else:
+                self.exact.add(origin)
+        self._wildcard = re.compile("^(?:" + "|".join(patterns) + ")$") if patterns else None
+
+    def allows(self, origin: str) -> bool:
+        origin = origin.lower()
+        if self.any or origin in self.exact:
+            return True
+        return bool(self._wildcard and self._wildcard.match(origin))
+
+
+class ClientIpResolver:
+    """The client IP: the socket peer, or X-Forwarded-For's rightmost untrusted hop when the
+    peer is a trusted proxy. No other header is ever believed."""
+
+    def __init__(self, trusted: Iterable[str]) -> None:
+        self.networks = tuple(ipaddress.ip_network(c, strict=False) for c in trusted)
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    def resolve(self, peer: str | None, forwarded_for: str | None) -> str | None:
+        if peer is None or not forwarded_for or not self.networks or not self._trusted(peer):
+            return peer
+        client = peer
+        for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                return client  # garbage from an untrusted hop: stop at the last trusted one
+            client = hop
+            if not self._trusted(hop):
+                return hop
+        return client
+
+
+class EdgeMiddleware:
+    """ASGI middleware wrapping the quart app; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.cors = CorsPolicy(settings.http.cors_origins)
+        self.client_ip = ClientIpResolver(settings.http.trusted_proxies)
+        self.max_body_bytes = settings.http.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        origin = incoming_id = forwarded = length = preflight_method = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming_id = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded = (
+                    value.decode("latin-1")
+                    if forwarded is None
+                    else f"{forwarded},{value.decode('latin-1')}"
+                )
+            elif name == b"content-length":
+                length = value
+            elif name == b"access-control-request-method":
+                preflight_method = value
+        request_id = (
+            incoming_id if incoming_id and _REQUEST_ID.match(incoming_id) else uuid.uuid4().hex
+        )
+        client = scope.get("client")
+        scope["lumiku.request_id"] = request_id
+        scope["lumiku.client_ip"] = self.client_ip.resolve(client[0] if client else None, forwarded)
+        token = request_id_var.set(request_id)
+        try:
+            if kind == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self._http(scope, receive, send, request_id, origin, length, preflight_method)
+        finally:
+            request_id_var.reset(token)
+
+    async def _http(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
+        origin: str | None,
+        length: bytes | None,
+        preflight_method: bytes | None,
+    ) -> None:
+        started = time.perf_counter()
+        allowed_origin = origin is not None and self.cors.allows(origin)
+        extra = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
+        if scope["path"].startswith("/api/"):
+            extra.append((b"cache-control", b"no-store"))
+        if allowed_origin:
+            assert origin is not None
+            extra += [
+                (b"access-control-allow-origin", origin.encode("latin-1")),
+                (b"access-control-allow-credentials", b"true"),
+                (b"access-control-expose-headers", CORS_EXPOSE),
+                (b"vary", b"Origin"),
+            ]
+        state = {"status": 0, "bytes": 0}
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                message["headers"] = [*message.get("headers", ()), *extra]
+            elif message["type"] == "http.response.body":
+                state["bytes"] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            if scope["method"] == "OPTIONS" and origin is not None and preflight_method is not None:
+                await self._preflight(scope, send_with_headers, allowed_origin)
+            elif length is not None and _too_long(length, self.max_body_bytes):
+                await _send_problem(
+                    send_with_headers,
+                    413,
+                    "PAYLOAD_TOO_LARGE",
+                    "Request body too large",
+                    f"The body may be at most {self.max_body_bytes} bytes.",
+                )
+            else:
+                await self.app(scope, receive, send_with_headers)
+        finally:
+            log.info(
+                "http.access",
+                method=scope["method"],
+                path=scope["path"],
+                route=scope.get("lumiku.route"),
+                status=state["status"],
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                bytes=state["bytes"],
+                client_ip=scope["lumiku.client_ip"],
+            )
+
+    async def _preflight(self, scope: Scope, send: Send, allowed: bool) -> None:
+        headers: list[tuple[bytes, bytes]] = [(b"content-length", b"0")]
+        if allowed:
+            requested = dict(scope["headers"]).get(b"access-control-request-headers")
+            headers += [
+                (b"access-control-allow-methods", CORS_METHODS),
+                (b"access-control-allow-headers", requested or CORS_DEFAULT_HEADERS),
+                (b"access-control-max-age", str(CORS_MAX_AGE_S).encode()),
+            ]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        state = {"code": None}
+
+        async def watch_send(message: Message) -> None:
+            if message["type"] == "websocket.close":
+                state["code"] = message.get("code", 1000)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch_send)
+        finally:
+            log.info(
+                "ws.access",
+                path=scope["path"],
+                close_code=state["code"],
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                client_ip=scope["lumiku.client_ip"],
+            )
+
+
+def _too_long(length: bytes, limit: int) -> bool:
+    try:
+        return int(length) > limit
+    except ValueError:
+        return False
+
+
+async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
+    body = problem_body(status, code, title, detail)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,81 @@
+"""`serve_http`: hypercorn's trio worker, called programmatically, on our own sockets."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING, Final
+
+import trio
+from hypercorn.config import Config, Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from lumiku.config_rules import split_bind
+
+if TYPE_CHECKING:
+    from lumiku.config import HttpSettings
+    from lumiku.http.middleware import ASGIApp
+    from lumiku.shutdown import ShutdownState
+
+BACKLOG: Final = 1024
+WS_MAX_MESSAGE_BYTES: Final = 64 * 1024
+
+
+def make_sockets(binds: list[str], reuse_port: bool) -> list[socket.socket]:
+    """Bound, listening, non-blocking sockets for `binds` (`host:port` or `fd://N`)."""
+    sockets = []
+    for bind in binds:
+        if bind.startswith("fd://"):
+            sock = socket.socket(fileno=int(bind[5:]))
+        else:
+            host, port = split_bind(bind)
+            sock = socket.socket(
+                socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
+            )
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.bind((host, port))
+        sock.setblocking(False)
+        sock.listen(BACKLOG)
+        sockets.append(sock)
+    return sockets
+
+
+def hypercorn_config(http: HttpSettings, grace_s: float) -> Config:
+    config = Config()
+    config.graceful_timeout = grace_s
+    config.keep_alive_timeout = http.keep_alive_s
+    config.websocket_ping_interval = http.ws_ping_interval_s
+    config.websocket_max_message_size = WS_MAX_MESSAGE_BYTES
+    config.include_server_header = False
+    config.accesslog = None  # EdgeMiddleware writes the access line
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+async def serve_http(
+    app: ASGIApp,
+    http: HttpSettings,
+    binds: list[str],
+    shutdown: ShutdownState,
+    grace_s: float,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `app` until `shutdown.requested`, then drain and return.
+
+    `task_status.started` receives the bound addresses once the sockets accept connections.
+    On shutdown the listeners close at once (new connections are refused) and in-flight
+    requests get `grace_s` to finish; whatever is left after that is cancelled.
+    """
+    sockets = make_sockets(binds, http.reuse_port)
+    await worker_serve(
+        wrap_app(app, 0, "asgi"),  # type: ignore[arg-type]
+        hypercorn_config(http, grace_s),
+        sockets=Sockets(secure_sockets=[], insecure_sockets=sockets, quic_sockets=[]),
+        shutdown_trigger=shutdown.requested.wait,
+        task_status=task_status,
+    )

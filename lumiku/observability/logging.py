@@ -1,0 +1,187 @@
+"""Structured logging: JSON lines (or console lines), ids from contextvars, secrets redacted.
+
+`configure(level, format, secrets)` installs one handler on the root logger; every module
+logs through `get_logger(__name__)` as `log.info("event.name", key=value, ...)`. Each line
+carries `ts`, `level`, `logger`, `event` and the `request_id`/`job_id`/`user_id` of the
+current task (trio copies contextvars into each task). Redaction happens twice: by KEY while
+building the record (values under keys such as `password` or `authorization`, at any depth)
+and by VALUE on the final text (the configured secrets themselves, even inside tracebacks).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, TextIO
+
+REDACTED: Final = "[REDACTED]"
+SECRET_KEY_PARTS: Final = (
+    "password",
+    "token",
+    "secret",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "signature",
+)
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "request_id", default=None
+)
+job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
+user_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("user_id", default=None)
+
+_CONTEXT_VARS: Final = (
+    ("request_id", request_id_var),
+    ("job_id", job_id_var),
+    ("user_id", user_id_var),
+)
+
+
+def is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    return any(part in lowered for part in SECRET_KEY_PARTS)
+
+
+def redact_fields(value: Any) -> Any:
+    """A copy of `value` with every entry under a secret-looking key replaced."""
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if isinstance(k, str) and is_secret_key(k) else redact_fields(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_fields(v) for v in value]
+    return value
+
+
+class ValueRedactor:
+    """Replaces each configured secret value (and its JSON-escaped form) in text."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        forms: set[str] = set()
+        for secret in secrets:
+            if len(secret) >= 4:
+                forms.add(secret)
+                forms.add(json.dumps(secret)[1:-1])
+        # Longest first, so a secret containing another is replaced whole.
+        self._forms = tuple(sorted(forms, key=len, reverse=True))
+
+    def __call__(self, text: str) -> str:
+        for form in self._forms:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        return text
+
+
+class StructuredLogger:
+    """A thin front for `logging.Logger`: `log.info("event", key=value)`."""
+
+    __slots__ = ("_logger",)
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+
+    def _log(self, level: int, event: str, exc_info: bool, fields: dict[str, Any]) -> None:
+        if self._logger.isEnabledFor(level):
+            self._logger._log(
+                level, event, (), exc_info=exc_info, extra={"fields": fields}, stacklevel=3
+            )
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._log(logging.DEBUG, event, False, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._log(logging.INFO, event, False, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._log(logging.WARNING, event, False, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._log(logging.ERROR, event, False, fields)
+
+    def exception(self, event: str, **fields: Any) -> None:
+        """Log at ERROR with the current exception's traceback."""
+        self._log(logging.ERROR, event, True, fields)
+
+
+def get_logger(name: str) -> StructuredLogger:
+    return StructuredLogger(logging.getLogger(name))
+
+
+def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "event": record.getMessage(),
+    }
+    for name, var in _CONTEXT_VARS:
+        value = var.get()
+        if value is not None:
+            out[name] = value
+    fields = getattr(record, "fields", None)
+    if fields:
+        out.update(redact_fields(fields))
+    if record.exc_info and record.exc_info[0] is not None:
+        out["exception"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+    return out
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, redactor: ValueRedactor) -> None:
+        super().__init__()
+        self._redact = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact(json.dumps(_record_fields(record), default=str, ensure_ascii=False))
+
+
+class ConsoleFormatter(logging.Formatter):
+    def __init__(self, redactor: ValueRedactor) -> None:
+        super().__init__()
+        self._redact = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = _record_fields(record)
+        head = f"{fields.pop('ts')} {fields.pop('level'):<7} {fields.pop('event')}"
+        fields.pop("logger")
+        exception = fields.pop("exception", None)
+        tail = " ".join(f"{k}={v}" for k, v in fields.items())
+        text = f"{head} {tail}".rstrip()
+        if exception:
+            text += "\n" + exception
+        return self._redact(text)
+
+
+def configure(
+    level: str = "info",
+    format: str = "auto",
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> None:
+    """Send every log record to `stream` (stdout) as JSON or console lines; idempotent."""
+    stream = stream or sys.stdout
+    if format == "auto":
+        format = "console" if stream.isatty() else "json"
+    redactor = ValueRedactor(secrets)
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        ConsoleFormatter(redactor) if format == "console" else JsonFormatter(redactor)
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Libraries that are chatty at INFO stay at WARNING unless we debug.
+    quiet = logging.DEBUG if level == "debug" else logging.WARNING
+    for name in ("hypercorn.error", "hypercorn.access", "asyncio", "trio-websocket", "quart.app"):
+        logging.getLogger(name).setLevel(quiet)
+    logging.captureWarnings(True)

@@ -1,0 +1,170 @@
+"""`run(settings)`: the root nursery that owns every task of the process (SPEC §1, DESIGN).
+
+```
+run
+ ├─ watch_signals                      first, so a signal during start-up is honoured
+ ├─ AsyncExitStack (closed shielded, at most CLOSE_BUDGET_S):
+ │    trio-asyncio loop (PostgreSQL only) → Store (+ migrations) → Redis
+ └─ services nursery
+      ├─ systemd.serve_watchdog        WATCHDOG=1 while loops progress, EXTEND_TIMEOUT_USEC
+      └─ http nursery: serve_http      returns once drained; then the rest is cancelled
+```
+
+Exit codes: 0 after a graceful stop, 1 when a second signal forced it or something
+failed, 4 when the schema is behind (production without `database.auto_migrate`) or ahead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Final
+
+import trio
+import trio_asyncio
+
+from lumiku.db.store import Store, open_store
+from lumiku.deps import Deps
+from lumiku.errors import DatabaseError, SchemaMismatch, Unavailable
+from lumiku.http.app import create_app
+from lumiku.http.server import serve_http
+from lumiku.observability.health import Health
+from lumiku.observability.logging import get_logger
+from lumiku.redis import open_redis
+from lumiku.shutdown import ShutdownState, watch_signals
+from lumiku.systemd import Notifier, listen_fd_binds, serve_watchdog, watchdog_interval_s
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable
+
+    from quart import Blueprint
+
+    from lumiku.config import Settings
+    from lumiku.systemd import Beacon
+
+log = get_logger(__name__)
+
+CLOSE_BUDGET_S: Final = 5.0
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_SCHEMA: Final = 4
+
+
+@contextlib.asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Store]:
+    """Open the Store, with the trio-asyncio loop asyncpg needs when the URL is PostgreSQL."""
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.database.url.startswith(("postgresql:", "postgres:")):
+            await stack.enter_async_context(trio_asyncio.open_loop())
+        yield await stack.enter_async_context(open_store(settings))
+
+
+async def prepare_schema(store: Store, settings: Settings) -> None:
+    """Apply pending migrations when allowed; raise SchemaMismatch when we may not run."""
+    status = await store.schema_status()
+    if status.unknown:
+        raise SchemaMismatch(
+            f"the database has migrations this build does not know: {', '.join(status.unknown)}"
+        )
+    if not status.pending:
+        return
+    if settings.is_production and not settings.database.auto_migrate:
+        raise SchemaMismatch(
+            f"{len(status.pending)} pending migration(s) ({', '.join(status.pending)}); "
+            "run `lumiku migrate` or set database.auto_migrate = true"
+        )
+    applied = await store.migrate()
+    log.info("db.migrated", applied=list(applied))
+
+
+async def run(settings: Settings, *, blueprints: Iterable[Blueprint] = ()) -> int:
+    """Run the service until SIGTERM/SIGINT; return the process exit code.
+
+    Cleans up everything it opened, even when forced: resources close in a shielded scope
+    bounded by CLOSE_BUDGET_S. Logs `service.ready` once serving and `service.stopped` last.
+    """
+    state = ShutdownState()
+    notifier = Notifier(settings.systemd.notify_socket)
+    state.on_request(notifier.stopping_now)
+    code = EXIT_OK
+    async with trio.open_nursery() as root:
+        state.on_force(root.cancel_scope.cancel)
+        await root.start(watch_signals, state)
+        try:
+            code = await _run_service(settings, state, notifier, blueprints)
+        finally:
+            root.cancel_scope.cancel()
+    if state.forced:
+        code = EXIT_FAILED
+    log.info("service.stopped", exit_code=code)
+    return code
+
+
+async def _run_service(
+    settings: Settings, state: ShutdownState, notifier: Notifier, blueprints: Iterable[Blueprint]
+) -> int:
+    stack = contextlib.AsyncExitStack()
+    try:
+        with trio.CancelScope() as startup:
+            state.on_request(startup.cancel)  # a no-op once start-up is over
+            deps = await _open_resources(stack, settings, state)
+        if startup.cancelled_caught:
+            log.info("service.startup_interrupted")
+            return EXIT_OK
+        await _serve(deps, notifier, blueprints)
+        return EXIT_OK
+    except SchemaMismatch as exc:
+        log.error("service.schema_mismatch", error=str(exc))
+        return EXIT_SCHEMA
+    except (Unavailable, DatabaseError) as exc:
+        log.error("service.database_unavailable", error=str(exc))
+        return EXIT_FAILED
+    except OSError as exc:
+        log.error("service.start_failed", error=str(exc))
+        return EXIT_FAILED
+    finally:
+        with trio.CancelScope(shield=True) as closing:
+            closing.deadline = trio.current_time() + CLOSE_BUDGET_S
+            await stack.aclose()
+        if closing.cancelled_caught:
+            log.warning("service.close_timed_out", budget_s=CLOSE_BUDGET_S)
+
+
+async def _open_resources(
+    stack: contextlib.AsyncExitStack, settings: Settings, state: ShutdownState
+) -> Deps:
+    store = await stack.enter_async_context(open_database(settings))
+    await prepare_schema(store, settings)
+    redis = await stack.enter_async_context(open_redis(settings.redis))
+    health = Health(settings, store, redis, state)
+    return Deps(settings=settings, store=store, redis=redis, shutdown=state, health=health)
+
+
+async def _serve(deps: Deps, notifier: Notifier, blueprints: Iterable[Blueprint]) -> None:
+    settings = deps.settings
+    grace_s = settings.shutdown.grace_s
+    binds = listen_fd_binds(settings.systemd) or [settings.http.bind]
+    beacons: list[Beacon] = []
+    app = create_app(deps, blueprints)
+    async with trio.open_nursery() as services:
+        await services.start(
+            serve_watchdog,
+            notifier,
+            watchdog_interval_s(settings.systemd),
+            beacons,
+            deps.shutdown,
+            grace_s,
+        )
+        async with trio.open_nursery() as http:
+            addresses = await http.start(
+                serve_http, app, settings.http, binds, deps.shutdown, grace_s
+            )
+            notifier.ready(f"serving on {', '.join(addresses)}")
+            log.info(
+                "service.ready",
+                addresses=addresses,
+                database=deps.store.backend,
+                redis="redis" if deps.redis is not None else "in-process",
+                environment=settings.environment,
+                socket_activated=binds[0].startswith("fd://"),
+            )
+        services.cancel_scope.cancel()

@@ -1,0 +1,79 @@
+"""Fakes and helpers shipped for tests (no unittest.mock for our own code)."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import attrs
+import trio
+
+
+@attrs.define
+class TcpProxy:
+    """A TCP forwarder to `target` that a test can take down and bring back.
+
+    While `down`, it closes every open connection and refuses new ones (the listener is
+    closed), which is what a dependency outage looks like to a client.
+    """
+
+    target_host: str
+    target_port: int
+    port: int = 0
+    _listener_scope: trio.CancelScope | None = None
+    _conn_scopes: set[trio.CancelScope] = attrs.field(factory=set)
+    _up: trio.Event = attrs.field(factory=trio.Event)
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Forward connections until cancelled; `task_status` gets the bound port."""
+        started = False
+        while True:
+            with trio.CancelScope() as scope:
+                self._listener_scope = scope
+                listeners = await trio.open_tcp_listeners(self.port, host="127.0.0.1")
+                self.port = listeners[0].socket.getsockname()[1]
+                if not started:
+                    started = True
+                    task_status.started(self.port)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(trio.serve_tcp, self._handle, self.port)
+                    for listener in listeners:
+                        await listener.aclose()
+                    await trio.sleep_forever()
+            self._up = trio.Event()
+            await self._up.wait()
+
+    def take_down(self) -> None:
+        """Close the listener and every forwarded connection."""
+        if self._listener_scope is not None:
+            self._listener_scope.cancel()
+        for scope in list(self._conn_scopes):
+            scope.cancel()
+
+    def bring_up(self) -> None:
+        self._up.set()
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        with trio.CancelScope() as scope:
+            self._conn_scopes.add(scope)
+            try:
+                upstream = await trio.open_tcp_stream(self.target_host, self.target_port)
+            except OSError:
+                await client.aclose()
+                return
+            async with client, upstream, trio.open_nursery() as nursery:
+                nursery.start_soon(_pump, client, upstream, nursery.cancel_scope)
+                nursery.start_soon(_pump, upstream, client, nursery.cancel_scope)
+        self._conn_scopes.discard(scope)
+
+
+async def _pump(
+    source: trio.SocketStream, sink: trio.SocketStream, scope: trio.CancelScope
+) -> None:
+    try:
+        async for chunk in source:
+            await sink.send_all(chunk)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    scope.cancel()

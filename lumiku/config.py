@@ -183,10 +183,13 @@ class Settings:
 
     def secret_values(self) -> tuple[str, ...]:
         """Every configured secret value, for redaction by value in logs."""
-        values = [str(value) for key, value, spec in iter_settings(self) if spec.secret and value]
-        values.extend(
-            p for p in (_url_password(self.database.url), _url_password(self.redis.url)) if p
-        )
+        values = [
+            str(value)
+            for key, value, spec in iter_settings(self)
+            if spec.secret and value and key not in URL_SECRETS
+        ]
+        for url in (self.database.url, self.redis.url):
+            values.extend(url_passwords(url))
         return tuple(v for v in values if len(v) >= 4)
 
 
@@ -247,13 +250,23 @@ def iter_settings(settings: Settings) -> list[tuple[str, Any, Spec]]:
     return out
 
 
-def _url_password(url: str) -> str:
-    from urllib.parse import urlsplit
+# Secret settings whose value is a URL: only the password inside them is hidden.
+URL_SECRETS: Final = frozenset({"database.url", "redis.url"})
+_PASSWORD_PARAMS: Final = frozenset({"password", "pass", "pwd", "passwd", "sslpassword"})
+
+
+def url_passwords(url: str) -> list[str]:
+    """The passwords inside `url` (userinfo and password-like query parameters), both as
+    written and URL-decoded."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
 
     try:
-        return urlsplit(url).password or ""
+        parts = urlsplit(url)
+        found = [parts.password] if parts.password else []
+        found += [v for k, v in parse_qsl(parts.query) if k.lower() in _PASSWORD_PARAMS and v]
     except ValueError:
-        return ""
+        return []
+    return sorted({form for p in found for form in (p, unquote(p))})
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -349,7 +362,7 @@ def _read_toml(raw: _Raw, path: str) -> None:
     except FileNotFoundError:
         raw.problem("--config", source, "file not found")
         return
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raw.problem("--config", source, f"cannot read: {exc}")
         return
     for name, value in data.items():
@@ -455,7 +468,10 @@ def _coerce(kind: Any, value: Any) -> Any:
     if kind == tuple[str, ...]:
         if from_env:
             text = value.strip()
-            items = json.loads(text) if text.startswith("[") else text.split(",")
+            try:
+                items = json.loads(text) if text.startswith("[") else text.split(",")
+            except (json.JSONDecodeError, RecursionError):
+                raise ValueError(f"must be a JSON list or comma-separated, got {value!r}") from None
         else:
             items = value
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
@@ -522,7 +538,7 @@ def _with_dev_secret(raw: _Raw, settings: Settings) -> Settings:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(secret + "\n")
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raw.problem("auth.jwt_secret", f"generated {path}", f"cannot read or create: {exc}")
         return settings
     sources = {**settings.sources, "auth.jwt_secret": f"generated {path}"}
@@ -536,15 +552,24 @@ def _join_host(host: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """`url` with its password replaced by `***`."""
-    from urllib.parse import urlsplit, urlunsplit
+    """`url` with every password in it (userinfo or query) replaced by `***`."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+    if not url_passwords(url):
+        return url  # nothing to hide; urlunsplit would also mangle sqlite:////abs paths
     try:
         parts = urlsplit(url)
-        if not parts.password:
-            return url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return urlunsplit(parts._replace(netloc=netloc))
+        netloc = parts.netloc
+        if parts.password:
+            userinfo, _, host = netloc.rpartition("@")
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode(
+                [(k, "***" if k.lower() in _PASSWORD_PARAMS else v) for k, v in pairs], safe="*"
+            )
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
     except ValueError:
         return "***"
 
@@ -553,7 +578,9 @@ def redacted(settings: Settings) -> list[tuple[str, Any, str]]:
     """(key, value, source) of every setting, secrets hidden: for `lumiku config show`."""
     out = []
     for key, value, spec in iter_settings(settings):
-        if spec.secret and value:
-            value = redact_url(value) if "://" in str(value) else "<redacted>"
+        if key in URL_SECRETS:
+            value = redact_url(value)
+        elif spec.secret and value:
+            value = "<redacted>"
         out.append((key, value, settings.sources.get(key, "default")))
     return out

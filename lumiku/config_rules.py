@@ -35,6 +35,14 @@ _ORIGIN: Final = re.compile(r"^(https?)://(\*\.)?([a-z0-9-]+(\.[a-z0-9-]+)*)(:\d
 _TEST_MARKERS: Final = ("test", "sandbox", "example")
 
 
+def url_scheme(url: str) -> str:
+    """The scheme of `url`, or "" when it does not parse."""
+    try:
+        return urlsplit(url).scheme
+    except ValueError:
+        return ""
+
+
 def split_bind(bind: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port` → (host, port); raise ValueError when malformed."""
     host, sep, port = bind.rpartition(":")
@@ -42,7 +50,7 @@ def split_bind(bind: str) -> tuple[str, int]:
         raise ValueError(f"must be host:port, got {bind!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError(f"port must be 0-65535, got {port!r}")
     return host, int(port)
 
@@ -82,11 +90,7 @@ def _url_schemes(*schemes: str, empty_ok: bool = True) -> Callable[[Any], str | 
     def check(value: Any) -> str | None:
         if not value and empty_ok:
             return None
-        try:
-            scheme = urlsplit(value).scheme
-        except ValueError:
-            scheme = ""
-        if scheme not in schemes:
+        if url_scheme(value) not in schemes:
             return f"must be a URL with scheme {' or '.join(schemes)}"
         return None
 
@@ -192,7 +196,7 @@ def jwt_secret_problems(secret: str) -> list[str]:
 def production_problems(settings: Settings) -> list[tuple[str, str]]:
     """(key, message) for every production requirement `settings` misses."""
     out: list[tuple[str, str]] = []
-    if urlsplit(settings.database.url).scheme not in ("postgresql", "postgres"):
+    if url_scheme(settings.database.url) not in ("postgresql", "postgres"):
         out.append(("database.url", "production requires PostgreSQL"))
     if not settings.redis.url:
         out.append(("redis.url", "production requires Redis"))

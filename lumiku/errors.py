@@ -22,7 +22,7 @@ LumikuError
 │   └── Permanent                fail at once
 ├── StorageError                 file storage failed
 ├── RedisUnavailable             Redis cannot be reached or answered (translated in redis.py)
-└── DatabaseError                the database failed (translated once, in db/postgres.py, db/sqlite.py)
+└── DatabaseError                the database failed (translated in db/postgres.py, db/sqlite.py)
     ├── IntegrityViolation       a constraint rejected the write
     │   ├── UniqueViolation      a UNIQUE / PRIMARY KEY constraint
     │   └── CheckViolation       a CHECK or NOT NULL constraint

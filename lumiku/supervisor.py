@@ -76,13 +76,20 @@ async def prepare_schema(store: Store, settings: Settings) -> None:
     log.info("db.migrated", applied=list(applied))
 
 
-async def run(settings: Settings, *, blueprints: Iterable[Blueprint] = ()) -> int:
-    """Run the service until SIGTERM/SIGINT; return the process exit code.
+async def run(
+    settings: Settings,
+    *,
+    blueprints: Iterable[Blueprint] = (),
+    state: ShutdownState | None = None,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> int:
+    """Run the service until SIGTERM/SIGINT (or `state.request`); return the exit code.
 
+    `task_status` receives the bound addresses once the service is ready (tests, benches).
     Cleans up everything it opened, even when forced: resources close in a shielded scope
     bounded by CLOSE_BUDGET_S. Logs `service.ready` once serving and `service.stopped` last.
     """
-    state = ShutdownState()
+    state = state or ShutdownState()
     notifier = Notifier(settings.systemd.notify_socket)
     state.on_request(notifier.stopping_now)
     code = EXIT_OK
@@ -90,7 +97,7 @@ async def run(settings: Settings, *, blueprints: Iterable[Blueprint] = ()) -> in
         state.on_force(root.cancel_scope.cancel)
         await root.start(watch_signals, state)
         try:
-            code = await _run_service(settings, state, notifier, blueprints)
+            code = await _run_service(settings, state, notifier, blueprints, task_status)
         finally:
             root.cancel_scope.cancel()
     if state.forced:
@@ -100,7 +107,11 @@ async def run(settings: Settings, *, blueprints: Iterable[Blueprint] = ()) -> in
 
 
 async def _run_service(
-    settings: Settings, state: ShutdownState, notifier: Notifier, blueprints: Iterable[Blueprint]
+    settings: Settings,
+    state: ShutdownState,
+    notifier: Notifier,
+    blueprints: Iterable[Blueprint],
+    task_status: trio.TaskStatus[list[str]],
 ) -> int:
     stack = contextlib.AsyncExitStack()
     try:
@@ -110,7 +121,7 @@ async def _run_service(
         if startup.cancelled_caught:
             log.info("service.startup_interrupted")
             return EXIT_OK
-        await _serve(deps, notifier, blueprints)
+        await _serve(deps, notifier, blueprints, task_status)
         return EXIT_OK
     except SchemaMismatch as exc:
         log.error("service.schema_mismatch", error=str(exc))
@@ -139,7 +150,12 @@ async def _open_resources(
     return Deps(settings=settings, store=store, redis=redis, shutdown=state, health=health)
 
 
-async def _serve(deps: Deps, notifier: Notifier, blueprints: Iterable[Blueprint]) -> None:
+async def _serve(
+    deps: Deps,
+    notifier: Notifier,
+    blueprints: Iterable[Blueprint],
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
     settings = deps.settings
     grace_s = settings.shutdown.grace_s
     binds = listen_fd_binds(settings.systemd) or [settings.http.bind]
@@ -167,4 +183,5 @@ async def _serve(deps: Deps, notifier: Notifier, blueprints: Iterable[Blueprint]
                 environment=settings.environment,
                 socket_activated=binds[0].startswith("fd://"),
             )
+            task_status.started(addresses)
         services.cancel_scope.cancel()

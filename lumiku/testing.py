@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import attrs
 import trio
+from quart import Blueprint, request
+
+from lumiku.http.bodies import read_json
+from lumiku.observability.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def routes_for_tests() -> Blueprint:
+    """Routes the e2e tests and benchmarks mount next to the real ones (never in production).
+
+    `GET /api/_test/slow?s=N` answers after N seconds; `POST /api/_test/echo` parses and
+    logs its JSON body; `GET /api/_test/boom?message=M` raises an unexpected exception.
+    """
+    blueprint = Blueprint("tests", __name__, url_prefix="/api/_test")
+
+    @blueprint.get("/slow")
+    async def slow() -> dict[str, Any]:
+        seconds = float(request.args.get("s", "1"))
+        log.info("test.slow_started", seconds=seconds)
+        await trio.sleep(seconds)
+        return {"slept_s": seconds}
+
+    @blueprint.post("/echo")
+    async def echo() -> dict[str, Any]:
+        body = await read_json()
+        log.info("test.echo", body=body)
+        return {"received": body}
+
+    @blueprint.get("/boom")
+    async def boom() -> dict[str, Any]:
+        raise RuntimeError(f"unexpected failure: {request.args.get('message', '')}")
+
+    return blueprint
 
 
 @attrs.define

@@ -109,7 +109,7 @@ class Health:
     redis: Client | None
     shutdown: ShutdownState
     started_at: float = attrs.field(factory=time.monotonic)
-    _cached_at: float = -1.0
+    _cached_at: float = float("-inf")
     _cached: tuple[int, dict[str, Any]] | None = None
     _lock: trio.Lock = attrs.field(factory=trio.Lock)
 
@@ -132,7 +132,7 @@ class Health:
             return 503, {"status": "draining"}
         async with self._lock:
             ttl = self.settings.health.readiness_cache_s
-            if self._cached is not None and time.monotonic() - self._cached_at < ttl:
+            if self._cached is not None and trio.current_time() - self._cached_at < ttl:
                 return self._cached
             checks = await self._dependency_checks()
             ready = all(c.status == OK for c in checks.values())
@@ -140,7 +140,7 @@ class Health:
                 "status": "ready" if ready else "not_ready",
                 "checks": {k: c.as_dict() for k, c in checks.items()},
             }
-            self._cached, self._cached_at = (200 if ready else 503, body), time.monotonic()
+            self._cached, self._cached_at = (200 if ready else 503, body), trio.current_time()
             return self._cached
 
     async def _dependency_checks(self) -> dict[str, Check]:

@@ -1,0 +1,168 @@
+"""The `Store`: one interface over PostgreSQL (asyncpg) and SQLite (stdlib sqlite3).
+
+```python
+async with open_store(settings) as store:
+    await store.migrate()
+    async with store.transaction() as tx:
+        row = await tx.fetch_one(Q.user_by_email, email)
+```
+
+Statements are `Query` objects from `queries.py`; parameters are positional. Values cross the
+boundary as the same Python types on both backends: `int`, `str`, `bool`, `None`,
+timezone-aware `datetime` in UTC (naive ones are refused), `uuid.UUID`, and `dict`/`list`
+for JSON columns. Rows are read-only mappings from column name to value.
+
+Errors are `lumiku.errors.DatabaseError` and its subclasses only. After any error inside a
+transaction, the transaction is aborted on both backends: further statements raise
+`DatabaseError` and the block rolls back.
+
+SQLite caveat: a value is converted by its column's declared type, so an expression
+(`count(*) > 0`, `max(created_at)`) comes back as SQLite stores it (int, text). Cast in
+Python, or name the type in a SQLite override: `max(created_at) AS "latest [TIMESTAMP]"`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
+from urllib.parse import urlsplit
+
+from lumiku.config import redact_url
+from lumiku.db.migrate import DEFAULT_SOURCES, MigrationSource, SchemaStatus
+from lumiku.errors import ConfigError, ConfigProblem
+
+if TYPE_CHECKING:
+    from lumiku.config import Settings
+    from lumiku.db.queries import Query
+
+__all__ = ["Executor", "Row", "SchemaStatus", "Store", "Tx", "open_store", "sqlite_path"]
+
+Row: TypeAlias = Mapping[str, Any]
+
+POSTGRES_SCHEMES: Final = ("postgresql", "postgres")
+SQLITE_SCHEME: Final = "sqlite"
+MEMORY: Final = ":memory:"
+
+
+class Executor(Protocol):
+    """Runs statements: a `Store` (each call its own transaction) or a `Tx`."""
+
+    async def fetch_one(self, query: Query, *args: Any) -> Row | None:
+        """The first row, or None."""
+        ...
+
+    async def fetch_all(self, query: Query, *args: Any) -> list[Row]:
+        """Every row."""
+        ...
+
+    async def fetch_val(self, query: Query, *args: Any) -> Any:
+        """The first column of the first row, or None when there is no row."""
+        ...
+
+    async def execute(self, query: Query, *args: Any) -> int:
+        """Run a statement; return the number of rows it affected (0 for DDL)."""
+        ...
+
+
+class Tx(Executor, Protocol):
+    """An open transaction; valid only inside its `async with store.transaction()` block."""
+
+    async def execute_script(self, sql: str) -> None:
+        """Run several `;`-separated statements without parameters (migrations)."""
+        ...
+
+
+class Store(Executor, Protocol):
+    """An opened database."""
+
+    @property
+    def backend(self) -> str:
+        """`"postgres"` or `"sqlite"`."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """The database URL with its password redacted."""
+        ...
+
+    async def ping(self) -> None:
+        """Round-trip to the database; raise `Unavailable` when it cannot answer."""
+        ...
+
+    async def schema_status(self) -> SchemaStatus:
+        """Applied and available migrations; changes nothing."""
+        ...
+
+    async def migrate(self, *, dry_run: bool = False) -> tuple[str, ...]:
+        """Apply pending migrations (see `migrate.apply_migrations`); return their names."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Tx]:
+        """Commit on normal exit; roll back on an exception or cancellation."""
+        ...
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a `sqlite:///relative.db`, `sqlite:////abs.db` or `sqlite:///:memory:` URL."""
+    prefix = f"{SQLITE_SCHEME}:///"
+    path = url[len(prefix) :] if url.startswith(prefix) else ""
+    if not path or "?" in path or "#" in path:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "database.url",
+                    "open_store",
+                    "must be sqlite:///relative/path.db, sqlite:////absolute/path.db "
+                    "or sqlite:///:memory:",
+                )
+            ]
+        )
+    return path
+
+
+@asynccontextmanager
+async def open_store(
+    settings: Settings, *, migrations: Sequence[MigrationSource] = DEFAULT_SOURCES
+) -> AsyncIterator[Store]:
+    """Open the database named by `settings.database.url`, chosen by its scheme.
+
+    PostgreSQL (`postgresql://`, `postgres://`) needs a running `trio_asyncio.open_loop()`
+    around this call. SQLite creates the file's parent directories. Raises `Unavailable`
+    when the database cannot be reached and `ConfigError` for an unsupported URL. Nothing
+    is migrated here; `migrations` lists where `migrate()` finds its files. On exit, waits
+    for borrowed connections to come back (bounded) and closes every connection, shielded
+    from cancellation.
+    """
+    url = settings.database.url
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:
+        scheme = ""
+    if scheme in POSTGRES_SCHEMES:
+        from lumiku.db import postgres
+
+        async with postgres.open_postgres_store(
+            settings.database, description=redact_url(url), migrations=migrations
+        ) as store:
+            yield store
+    elif scheme == SQLITE_SCHEME:
+        from lumiku.db import sqlite
+
+        async with sqlite.open_sqlite_store(
+            sqlite_path(url),
+            busy_timeout_s=settings.database.connect_timeout_s,
+            description=url,
+            migrations=migrations,
+        ) as store:
+            yield store
+    else:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    "database.url",
+                    settings.sources.get("database.url", "default"),
+                    f"unsupported database scheme {scheme!r} (postgresql or sqlite)",
+                )
+            ]
+        )

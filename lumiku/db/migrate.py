@@ -13,7 +13,6 @@ import hashlib
 import importlib.resources
 import os
 import re
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TypeAlias
@@ -24,6 +23,7 @@ from lumiku.db.queries import load_queries
 from lumiku.errors import SchemaMismatch
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from importlib.resources.abc import Traversable
 
     from lumiku.db.store import Row, Store
@@ -143,6 +143,12 @@ def _refuse_mismatch(status: SchemaStatus) -> None:
         raise SchemaMismatch(
             f"applied migrations changed since they ran: {', '.join(status.changed)}"
         )
+    late = [name for name in status.pending if int(name.split("_", 1)[0]) < status.version]
+    if late:
+        raise SchemaMismatch(
+            f"pending migrations numbered below the applied version {status.version}: "
+            f"{', '.join(late)}; renumber them after it"
+        )
 
 
 async def apply_migrations(
@@ -151,7 +157,8 @@ async def apply_migrations(
     """Apply pending migrations in order, each in its own transaction; return their names.
 
     With `dry_run`, only return what would be applied. Raises `SchemaMismatch` (before
-    changing anything) when the schema is ahead or an applied file changed. A failing
+    changing anything) when the schema is ahead, an applied file changed, or a pending
+    migration is numbered below one already applied (out of order). A failing
     migration rolls back completely and its error propagates; the ones before it stay.
     """
     status = await read_status(db, migrations)

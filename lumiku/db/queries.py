@@ -26,7 +26,7 @@ from typing import Final
 
 import attrs
 
-_NAME_LINE: Final = re.compile(r"^--\s*name:\s*(\S*)\s*$")
+_NAME_LINE: Final = re.compile(r"^--\s*name:\s*(.*?)\s*$")
 _IDENTIFIER: Final = re.compile(r"^[a-z_][a-z0-9_]*$")
 # Everything that must be copied verbatim, or a parameter (group 2).
 _TOKENS: Final = re.compile(

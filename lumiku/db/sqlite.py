@@ -18,15 +18,15 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import trio
 
 from lumiku.db import migrate
 from lumiku.db.queries import is_read_only, load_queries
+from lumiku.db.store import BaseExecutor
 from lumiku.errors import (
     CheckViolation,
     DatabaseError,
@@ -36,14 +36,15 @@ from lumiku.errors import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Sequence
+
     from lumiku.db.migrate import MigrationSource, SchemaStatus
     from lumiku.db.queries import Query
-    from lumiku.db.store import Row
+    from lumiku.db.store import Mode
 
 READERS: Final = 4
 _Q: Final = load_queries("lumiku.db")
 _T = TypeVar("_T")
-_Mode = Literal["one", "all", "val", "count"]
 
 
 def _adapt_datetime(value: datetime) -> str:
@@ -151,7 +152,7 @@ def _unique_name(conn: sqlite3.Connection, errorname: str, detail: str) -> str |
     return default
 
 
-def _run_statement(conn: sqlite3.Connection, sql: str, args: Sequence[Any], mode: _Mode) -> Any:
+def _run_statement(conn: sqlite3.Connection, sql: str, args: Sequence[Any], mode: Mode) -> Any:
     """Run one statement on `conn` (in a worker thread); translate its errors."""
     try:
         cursor = conn.execute(sql, args)
@@ -167,7 +168,7 @@ def _run_statement(conn: sqlite3.Connection, sql: str, args: Sequence[Any], mode
             return max(cursor.rowcount, 0)
         finally:
             cursor.close()
-    except (sqlite3.Error, ValueError, OverflowError) as exc:
+    except (sqlite3.Error, ValueError, TypeError, OverflowError) as exc:
         raise map_error(conn, exc) from exc
 
 
@@ -185,7 +186,7 @@ def _split_script(sql: str) -> list[str]:
     return statements
 
 
-class SqliteTx:
+class SqliteTx(BaseExecutor):
     """A write transaction on the writer connection; BEGIN IMMEDIATE runs with the first
     statement, in the same thread hop."""
 
@@ -195,7 +196,7 @@ class SqliteTx:
         self._failed = False
         self._closed = False
 
-    async def _statement(self, sql: str, args: Sequence[Any], mode: _Mode) -> Any:
+    async def _statement(self, sql: str, args: Sequence[Any], mode: Mode) -> Any:
         if self._closed:
             raise DatabaseError("the transaction is already finished")
         if self._failed:
@@ -221,49 +222,37 @@ class SqliteTx:
         finally:
             self._began = conn.in_transaction
 
-    async def fetch_one(self, query: Query, *args: Any) -> Row | None:
-        row: Row | None = await self._statement(query.sqlite, args, "one")
-        return row
-
-    async def fetch_all(self, query: Query, *args: Any) -> list[Row]:
-        rows: list[Row] = await self._statement(query.sqlite, args, "all")
-        return rows
-
-    async def fetch_val(self, query: Query, *args: Any) -> Any:
-        return await self._statement(query.sqlite, args, "val")
-
-    async def execute(self, query: Query, *args: Any) -> int:
-        count: int = await self._statement(query.sqlite, args, "count")
-        return count
+    async def _run(self, query: Query, args: tuple[Any, ...], mode: Mode) -> Any:
+        return await self._statement(query.sqlite, args, mode)
 
     async def execute_script(self, sql: str) -> None:
         for statement in _split_script(sql):
             await self._statement(statement, (), "count")
 
     async def finish(self, *, commit: bool) -> None:
-        """Commit (or roll back) if anything began; the connection is left idle."""
+        """Commit (or roll back) what began, leaving the writer idle; a no-op once done."""
         self._closed = True
-        if not self._began:
-            return
-        conn = self._store.writer
-
-        def work() -> None:
-            try:
-                if commit and not self._failed:
-                    conn.commit()
-                else:
-                    conn.rollback()
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.rollback()
-                raise map_error(conn, exc) from exc
-
-        await self._store.run(work)
+        if self._began:
+            conn = self._store.writer
+            await self._store.run(lambda: self._end(conn, commit=commit and not self._failed))
         if commit and self._failed:
             raise DatabaseError("the transaction was aborted by an error and rolled back")
 
+    def _end(self, conn: sqlite3.Connection, *, commit: bool) -> None:
+        try:
+            if commit:
+                conn.commit()
+            else:
+                conn.rollback()
+        except sqlite3.Error as exc:
+            with suppress(sqlite3.Error):
+                conn.rollback()
+            raise map_error(conn, exc) from exc
+        finally:
+            self._began = conn.in_transaction
 
-class SqliteStore:
+
+class SqliteStore(BaseExecutor):
     """See `store.Store`. Built by `open_sqlite_store`."""
 
     backend: Final = "sqlite"
@@ -308,11 +297,13 @@ class SqliteStore:
 
     async def open(self) -> None:
         if self._path != ":memory:":
-            directory = os.path.dirname(os.path.abspath(self._path))
+            path = self._path
             try:
-                await trio.to_thread.run_sync(lambda: os.makedirs(directory, exist_ok=True))
+                await trio.to_thread.run_sync(
+                    lambda: os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+                )
             except OSError as exc:
-                raise Unavailable(f"cannot create {directory}: {exc.strerror}") from exc
+                raise Unavailable(f"cannot create the directory of {path}: {exc}") from exc
         self._writer = await self._connect(read_only=False)
 
     async def close(self) -> None:
@@ -323,7 +314,7 @@ class SqliteStore:
             for conn in connections:
                 await self.run(conn.close)
 
-    async def _on_reader(self, sql: str, args: Sequence[Any], mode: _Mode) -> Any:
+    async def _on_reader(self, sql: str, args: Sequence[Any], mode: Mode) -> Any:
         if self._reader_slots is None or not is_read_only(sql):
             async with self._write_lock:
                 conn = self.writer
@@ -338,22 +329,16 @@ class SqliteStore:
             try:
                 return await self.run(lambda: _run_statement(reader, sql, args, mode))
             finally:
-                self._idle_readers.append(reader)
+                self._give_back(reader)
 
-    async def fetch_one(self, query: Query, *args: Any) -> Row | None:
-        row: Row | None = await self._on_reader(query.sqlite, args, "one")
-        return row
+    def _give_back(self, reader: sqlite3.Connection) -> None:
+        if self._writer is None:  # the store closed meanwhile
+            reader.close()
+        else:
+            self._idle_readers.append(reader)
 
-    async def fetch_all(self, query: Query, *args: Any) -> list[Row]:
-        rows: list[Row] = await self._on_reader(query.sqlite, args, "all")
-        return rows
-
-    async def fetch_val(self, query: Query, *args: Any) -> Any:
-        return await self._on_reader(query.sqlite, args, "val")
-
-    async def execute(self, query: Query, *args: Any) -> int:
-        count: int = await self._on_reader(query.sqlite, args, "count")
-        return count
+    async def _run(self, query: Query, args: tuple[Any, ...], mode: Mode) -> Any:
+        return await self._on_reader(query.sqlite, args, mode)
 
     async def ping(self) -> None:
         await self.fetch_val(_Q.ping)
@@ -370,11 +355,13 @@ class SqliteStore:
             tx = SqliteTx(self)
             try:
                 yield tx
+                await tx.finish(commit=True)
             except BaseException:
-                with trio.CancelScope(shield=True):
+                # Also reached when a cancellation stopped the commit before its thread
+                # started. The error that ended the block matters more than a failed rollback.
+                with trio.CancelScope(shield=True), suppress(DatabaseError):
                     await tx.finish(commit=False)
                 raise
-            await tx.finish(commit=True)
 
 
 @asynccontextmanager

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias
 from urllib.parse import urlsplit
 
 from lumiku.config import redact_url
@@ -39,10 +39,11 @@ if TYPE_CHECKING:
 __all__ = ["Executor", "Row", "SchemaStatus", "Store", "Tx", "open_store", "sqlite_path"]
 
 Row: TypeAlias = Mapping[str, Any]
+# What a backend returns for a statement: one row, all rows, one value, the row count.
+Mode: TypeAlias = Literal["one", "all", "val", "count"]
 
 POSTGRES_SCHEMES: Final = ("postgresql", "postgres")
 SQLITE_SCHEME: Final = "sqlite"
-MEMORY: Final = ":memory:"
 
 
 class Executor(Protocol):
@@ -63,6 +64,28 @@ class Executor(Protocol):
     async def execute(self, query: Query, *args: Any) -> int:
         """Run a statement; return the number of rows it affected (0 for DDL)."""
         ...
+
+
+class BaseExecutor:
+    """The four `Executor` methods over a backend's single `_run(query, args, mode)`."""
+
+    async def _run(self, query: Query, args: tuple[Any, ...], mode: Mode) -> Any:
+        raise NotImplementedError
+
+    async def fetch_one(self, query: Query, *args: Any) -> Row | None:
+        row: Row | None = await self._run(query, args, "one")
+        return row
+
+    async def fetch_all(self, query: Query, *args: Any) -> list[Row]:
+        rows: list[Row] = await self._run(query, args, "all")
+        return rows
+
+    async def fetch_val(self, query: Query, *args: Any) -> Any:
+        return await self._run(query, args, "val")
+
+    async def execute(self, query: Query, *args: Any) -> int:
+        count: int = await self._run(query, args, "count")
+        return count
 
 
 class Tx(Executor, Protocol):
@@ -152,7 +175,7 @@ async def open_store(
         async with sqlite.open_sqlite_store(
             sqlite_path(url),
             busy_timeout_s=settings.database.connect_timeout_s,
-            description=url,
+            description=redact_url(url),
             migrations=migrations,
         ) as store:
             yield store

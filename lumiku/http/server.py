@@ -48,7 +48,10 @@ def hypercorn_config(http: HttpSettings, grace_s: float) -> Config:
     config = Config()
     config.graceful_timeout = grace_s
     config.keep_alive_timeout = http.keep_alive_s
-    config.websocket_ping_interval = http.ws_ping_interval_s
+    # hypercorn's own ping loop outlives a closed websocket by up to one interval (it checks
+    # `closed` only after sleeping), which would hold every drain for the full grace; the
+    # websocket handler sends the pings instead (http/ws.py).
+    config.websocket_ping_interval = None
     config.websocket_max_message_size = WS_MAX_MESSAGE_BYTES
     config.include_server_header = False
     config.accesslog = None  # EdgeMiddleware writes the access line

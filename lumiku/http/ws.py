@@ -1,8 +1,9 @@
 """`GET /api/ws`: the websocket clients keep open for live events (SPEC §7).
 
 For now it answers `{"type":"ping"}` with `{"type":"pong"}`, reports malformed or unknown
-messages, relies on hypercorn for protocol-level server pings, and closes with 1001 when the
-service shuts down (hypercorn does not close idle websockets itself). Authentication and
+messages, sends `{"type":"ping"}` every `http.ws_ping_interval_s` (clients may answer
+`{"type":"pong"}`), and closes with 1001 when the service shuts down (hypercorn does not
+close idle websockets itself). Authentication and
 events arrive with the accounts and jobs issues.
 """
 
@@ -39,6 +40,12 @@ async def _reply(message: Any) -> str | None:
     return _error("UNKNOWN_MESSAGE_TYPE", f"Unknown message type {kind!r}.")
 
 
+async def _ping_loop(interval_s: float) -> None:
+    while True:
+        await trio.sleep(interval_s)
+        await websocket.send('{"type":"ping"}')
+
+
 async def _read_loop() -> None:
     while True:
         answer = await _reply(await websocket.receive())
@@ -50,10 +57,12 @@ async def _read_loop() -> None:
 async def events_socket() -> None:
     from lumiku.http.app import current_deps
 
-    shutdown = current_deps().shutdown
+    deps = current_deps()
+    shutdown = deps.shutdown
     await websocket.accept()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_read_loop)
+        nursery.start_soon(_ping_loop, deps.settings.http.ws_ping_interval_s)
         await shutdown.requested.wait()
         nursery.cancel_scope.cancel()
     await websocket.close(GOING_AWAY, "server shutting down")

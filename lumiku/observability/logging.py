@@ -182,6 +182,14 @@ def configure(
     root.setLevel(level.upper())
     # Libraries that are chatty at INFO stay at WARNING unless we debug.
     quiet = logging.DEBUG if level == "debug" else logging.WARNING
-    for name in ("hypercorn.error", "hypercorn.access", "asyncio", "trio-websocket", "quart.app"):
+    for name in (
+        "hypercorn.error",
+        "hypercorn.access",
+        "asyncio",
+        "trio-websocket",
+        "quart.app",
+        "httpx",
+        "httpcore",
+    ):
         logging.getLogger(name).setLevel(quiet)
     logging.captureWarnings(True)

@@ -1,0 +1,339 @@
+"""PostgreSQL backend: an asyncpg pool bridged with trio-asyncio (the ONLY asyncpg importer).
+
+Every crossing of the bridge costs ~80 µs, so each call is one asyncio coroutine run through
+`trio_asyncio.aio_as_trio`: a statement outside a transaction borrows, runs and returns a
+connection in one crossing; in a transaction the first crossing also borrows the connection
+and begins, each further statement is one crossing, and commit-and-return is the last.
+Trio cancellation cancels the asyncio task (asyncpg then cancels the query on the server)
+and the transaction rolls back. Errors are translated once, in `map_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from contextlib import asynccontextmanager, suppress
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
+import trio
+import trio_asyncio
+
+from lumiku.db import migrate
+from lumiku.db.queries import load_queries
+from lumiku.db.store import BaseExecutor
+from lumiku.errors import (
+    CheckViolation,
+    DatabaseError,
+    IntegrityViolation,
+    Unavailable,
+    UniqueViolation,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+    from lumiku.config import DatabaseSettings
+    from lumiku.db.migrate import MigrationSource, SchemaStatus
+    from lumiku.db.queries import Query
+    from lumiku.db.store import Mode
+
+# Bounds on shielded clean-up: returning a connection, closing the pool.
+CLEANUP_TIMEOUT_S: Final = 5.0
+# SQLSTATE classes meaning "cannot reach or talk to the database": connection exception,
+# insufficient resources, operator intervention (shutdown, database dropped), bad
+# credentials, unknown database.
+_UNAVAILABLE_SQLSTATES: Final = ("08", "53", "57P", "28", "3D000")
+_Q: Final = load_queries("lumiku.db")
+# The store's modes, plus a parameterless multi-statement script (migrations).
+_Mode = Literal["one", "all", "val", "count", "script"]
+
+
+def _uuid_bytes(value: Any) -> bytes:
+    return (value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))).bytes
+
+
+async def _init_connection(conn: Any) -> None:
+    """Codecs so values come back as the same types as from SQLite."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec(
+        "uuid",
+        encoder=_uuid_bytes,
+        decoder=lambda raw: uuid.UUID(bytes=raw),
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+def _count(status: str) -> int:
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+async def _run(conn: Any, mode: _Mode, sql: str, args: Sequence[Any]) -> Any:
+    if mode == "one":
+        record = await conn.fetchrow(sql, *args)
+        return None if record is None else dict(record.items())
+    if mode == "all":
+        return [dict(record.items()) for record in await conn.fetch(sql, *args)]
+    if mode == "val":
+        return await conn.fetchval(sql, *args)
+    return _count(await conn.execute(sql, *args))
+
+
+async def _run_pooled(pool: Any, mode: _Mode, sql: str, args: Sequence[Any]) -> Any:
+    async with pool.acquire() as conn:
+        return await _run(conn, mode, sql, args)
+
+
+class _TxState:
+    """The asyncio side of a transaction: its connection and asyncpg transaction."""
+
+    conn: Any = None
+    transaction: Any = None
+
+
+async def _run_in_tx(state: _TxState, pool: Any, mode: _Mode, sql: str, args: Sequence[Any]) -> Any:
+    if state.conn is None:
+        state.conn = await pool.acquire()
+        transaction = state.conn.transaction()
+        await transaction.start()
+        state.transaction = transaction
+    return await _run(state.conn, mode, sql, args)
+
+
+async def _finish_tx(state: _TxState, pool: Any, commit: bool) -> None:
+    conn, transaction = state.conn, state.transaction
+    state.conn = state.transaction = None
+    if conn is None:
+        return
+    try:
+        if transaction is not None and commit:
+            await transaction.commit()
+        elif transaction is not None and not conn.is_closed():
+            await transaction.rollback()
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        # A failed COMMIT leaves a usable connection; anything else may not.
+        if not (commit and isinstance(exc, asyncpg.PostgresError)):
+            conn.terminate()
+        raise
+    finally:
+        await pool.release(conn, timeout=CLEANUP_TIMEOUT_S)
+
+
+async def _keep_session(conn: Any) -> None:
+    """Pool reset on release. asyncpg already rolls back an open transaction; its default
+    reset query (RESET ALL, UNLISTEN *, unlock advisory locks, CLOSE ALL) costs a round
+    trip per statement, and the Store never changes session state (advisory locks are
+    transaction-scoped), so nothing else needs undoing."""
+
+
+async def _create_pool(settings: DatabaseSettings) -> Any:
+    return await asyncpg.create_pool(
+        settings.url,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        timeout=settings.connect_timeout_s,
+        server_settings={
+            "application_name": "lumiku",
+            "statement_timeout": str(int(settings.statement_timeout_s * 1000)),
+        },
+        init=_init_connection,
+        reset=_keep_session,
+    )
+
+
+async def _close_pool(pool: Any) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), CLEANUP_TIMEOUT_S)
+    except TimeoutError:
+        pool.terminate()
+    except asyncio.CancelledError:
+        pool.terminate()
+        raise
+
+
+def map_error(exc: BaseException, secrets: Sequence[str] = ()) -> DatabaseError:
+    """The `DatabaseError` for an asyncpg or network error; `secrets` are scrubbed from the
+    message."""
+    message = str(exc) or type(exc).__name__
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    message = f"PostgreSQL: {message}"
+    sqlstate = str(getattr(exc, "sqlstate", "") or "")
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return UniqueViolation(message, exc.constraint_name)
+    if isinstance(exc, asyncpg.CheckViolationError):
+        return CheckViolation(message, exc.constraint_name)
+    if isinstance(exc, asyncpg.NotNullViolationError):
+        return CheckViolation(message, f"{exc.table_name}_{exc.column_name}_not_null")
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return IntegrityViolation(message, getattr(exc, "constraint_name", None))
+    if (
+        isinstance(exc, OSError | TimeoutError)
+        or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+        or (isinstance(exc, asyncpg.InterfaceError) and "closed" in message)
+    ):
+        return Unavailable(message)
+    return DatabaseError(message)
+
+
+_TRANSLATED: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+
+def _check_args(args: Sequence[Any]) -> None:
+    for arg in args:
+        if isinstance(arg, datetime) and arg.utcoffset() is None:
+            raise DatabaseError(f"naive datetime {arg!r}: pass a timezone-aware (UTC) datetime")
+
+
+class PostgresTx(BaseExecutor):
+    """A transaction holding one pooled connection from its first statement to its end."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._state = _TxState()
+        self._failed = False
+        self._closed = False
+
+    async def _statement(self, mode: _Mode, sql: str, args: Sequence[Any]) -> Any:
+        if self._closed:
+            raise DatabaseError("the transaction is already finished")
+        if self._failed:
+            raise DatabaseError("the transaction is aborted after an error; it will roll back")
+        try:
+            _check_args(args)
+            return await self._store.call(
+                _run_in_tx, self._state, self._store.pool, mode, sql, args
+            )
+        except BaseException:
+            self._failed = True
+            raise
+
+    async def _run(self, query: Query, args: tuple[Any, ...], mode: Mode) -> Any:
+        return await self._statement(mode, query.postgres, args)
+
+    async def execute_script(self, sql: str) -> None:
+        await self._statement("script", sql, ())
+
+    async def finish(self, *, commit: bool) -> None:
+        """Commit (or roll back) and return the connection to the pool; a no-op once the
+        connection went back."""
+        self._closed = True
+        failed = self._failed
+        if self._state.conn is not None:
+            await self._store.call(_finish_tx, self._state, self._store.pool, commit and not failed)
+        if commit and failed:
+            raise DatabaseError("the transaction was aborted by an error and rolled back")
+
+
+class PostgresStore(BaseExecutor):
+    """See `store.Store`. Built by `open_postgres_store`."""
+
+    backend: Final = "postgres"
+
+    def __init__(
+        self,
+        pool: Any,
+        loop: Any,
+        *,
+        description: str,
+        secrets: Sequence[str],
+        migrations: tuple[migrate.Migration, ...],
+    ) -> None:
+        self.pool = pool
+        self.description = description
+        self._loop = loop
+        self._secrets = tuple(secrets)
+        self._migrations = migrations
+
+    async def call(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run the asyncio coroutine function `fn(*args)` as one crossing of the bridge."""
+        try:
+            return await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args)
+        except _TRANSLATED as exc:
+            raise map_error(exc, self._secrets) from exc
+
+    async def _pooled(self, mode: _Mode, sql: str, args: Sequence[Any]) -> Any:
+        _check_args(args)
+        return await self.call(_run_pooled, self.pool, mode, sql, args)
+
+    async def _run(self, query: Query, args: tuple[Any, ...], mode: Mode) -> Any:
+        return await self._pooled(mode, query.postgres, args)
+
+    async def ping(self) -> None:
+        await self.fetch_val(_Q.ping)
+
+    async def schema_status(self) -> SchemaStatus:
+        return await migrate.read_status(self, self._migrations)
+
+    async def migrate(self, *, dry_run: bool = False) -> tuple[str, ...]:
+        return await migrate.apply_migrations(self, self._migrations, dry_run=dry_run)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresTx]:
+        tx = PostgresTx(self)
+        try:
+            yield tx
+            await tx.finish(commit=True)
+        except BaseException:
+            # Also reached when a cancellation stopped the commit before it started. The
+            # error that ended the block matters more than a failed rollback, whose
+            # connection is terminated anyway.
+            with trio.move_on_after(CLEANUP_TIMEOUT_S * 2, shield=True), suppress(DatabaseError):
+                await tx.finish(commit=False)
+            raise
+
+
+def _secrets(url: str) -> tuple[str, ...]:
+    try:
+        password = urlsplit(url).password or ""
+    except ValueError:
+        return ()
+    return tuple(p for p in {password, unquote(password)} if len(p) >= 4)
+
+
+@asynccontextmanager
+async def open_postgres_store(
+    settings: DatabaseSettings,
+    *,
+    description: str,
+    migrations: Sequence[MigrationSource],
+) -> AsyncIterator[PostgresStore]:
+    """Create the connection pool (`pool_min_size` connections at once) for `settings.url`.
+
+    Needs a running `trio_asyncio.open_loop()`, which must outlive the store. Raises
+    `Unavailable` when the server cannot be reached. On exit waits (bounded) for borrowed
+    connections and closes the pool, shielded from cancellation; terminates it on timeout.
+    """
+    loop = trio_asyncio.current_loop.get()
+    if loop is None:
+        raise RuntimeError("PostgreSQL needs a running trio_asyncio.open_loop()")
+    secrets = _secrets(settings.url)
+    available = migrate.load_migrations("postgres", migrations)
+    try:
+        pool = await trio_asyncio.aio_as_trio(_create_pool, loop=loop)(settings)
+    except _TRANSLATED as exc:
+        raise map_error(exc, secrets) from exc
+    store = PostgresStore(
+        pool,
+        loop,
+        description=description,
+        secrets=secrets,
+        migrations=available,
+    )
+    try:
+        yield store
+    finally:
+        with trio.move_on_after(CLEANUP_TIMEOUT_S * 2, shield=True):
+            await trio_asyncio.aio_as_trio(_close_pool, loop=loop)(pool)

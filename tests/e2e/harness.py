@@ -1,0 +1,80 @@
+"""Start the real service in-process (supervisor.run on port 0) and talk HTTP to it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import AsyncIterator, Iterable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+import trio
+from quart import Blueprint
+
+from lumiku import supervisor
+from lumiku.config import Settings, load_settings
+from lumiku.observability import logging as logs
+from lumiku.shutdown import ShutdownState
+from lumiku.testing import routes_for_tests
+
+
+def make_settings(tmp_path: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from an explicit environment only: nothing from the host leaks in."""
+    environ = {
+        "LUMIKU_ENVIRONMENT": "test",
+        "LUMIKU_VAR_DIR": str(tmp_path / "var"),
+        "LUMIKU_HTTP_BIND": "127.0.0.1:0",
+        "LUMIKU_SHUTDOWN_GRACE_S": "5",
+        **(env or {}),
+    }
+    return load_settings(environ=environ, default_path=str(tmp_path / "absent.toml"))
+
+
+@attrs.define
+class Service:
+    base_url: str
+    client: httpx.AsyncClient
+    state: ShutdownState
+    log: io.StringIO
+    settings: Settings
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://") + "/api/ws"
+
+    def log_text(self) -> str:
+        return self.log.getvalue()
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.getvalue().splitlines()]
+
+    async def wait_for_log(self, **match: Any) -> dict[str, Any]:
+        """The first log line whose fields include `match` (lines such as the access line are
+        written just after the response is sent, so they may trail it)."""
+        with trio.fail_after(5):
+            while True:
+                for line in self.log_lines():
+                    if all(line.get(k) == v for k, v in match.items()):
+                        return line
+                await trio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    settings: Settings, blueprints: Iterable[Blueprint] | None = None
+) -> AsyncIterator[Service]:
+    """The real service with the test routes, its log captured; stopped gracefully on exit."""
+    log = io.StringIO()
+    logs.configure("info", "json", settings.secret_values(), stream=log)
+    state = ShutdownState()
+    routes = list(blueprints) if blueprints is not None else [routes_for_tests()]
+    async with trio.open_nursery() as nursery:
+        run = partial(supervisor.run, settings, blueprints=routes, state=state)
+        addresses = await nursery.start(run)
+        async with httpx.AsyncClient(base_url=addresses[0], timeout=10) as client:
+            yield Service(addresses[0], client, state, log, settings)
+        state.request("test finished")

@@ -1,0 +1,171 @@
+"""The real process: graceful shutdown, forced exit, systemd notify and socket activation."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from tests.e2e.process import base_env, start
+
+pytestmark = pytest.mark.slow
+
+GRACE_S = 5.0
+
+
+async def wait_until_refused(port: int) -> None:
+    """Return once a new connection to `port` is refused (the listener closed)."""
+    with trio.fail_after(2):
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except ConnectionRefusedError:
+                return
+            await trio.sleep(0.01)
+
+
+def port_of(ready: dict[str, object]) -> int:
+    addresses = ready["addresses"]
+    assert isinstance(addresses, list)
+    return int(str(addresses[0]).rsplit(":", 1)[1])
+
+
+async def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path) -> None:
+    env = base_env(tmp_path, {"LUMIKU_SHUTDOWN_GRACE_S": str(GRACE_S)})
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            service = await start(nursery, env)
+            port = port_of(await service.wait_for("service.ready"))
+            base = f"http://127.0.0.1:{port}"
+            slow_result: dict[str, httpx.Response] = {}
+
+            async def slow_request() -> None:
+                async with httpx.AsyncClient(timeout=10) as client:
+                    slow_result["response"] = await client.get(f"{base}/api/_test/slow?s=2")
+
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/api/ws") as ws:
+                nursery.start_soon(slow_request)
+                await service.wait_for("test.slow_started")
+                signalled_at = time.monotonic()
+                service.signal(signal.SIGTERM)
+                await service.wait_for("service.draining")
+                # the open websocket is told the server is going away
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.get_message()
+                assert closed.value.reason.code == 1001
+            # new connections are refused while the slow request is still running
+            await wait_until_refused(port)
+            assert "response" not in slow_result
+            exit_code = await service.process.wait()
+            elapsed = time.monotonic() - signalled_at
+    assert slow_result["response"].status_code == 200
+    assert slow_result["response"].json() == {"slept_s": 2.0}
+    assert exit_code == 0
+    assert elapsed < GRACE_S + 1
+    assert service.lines[-1]["event"] == "service.stopped"
+
+
+async def test_second_signal_exits_at_once_with_1(tmp_path: Path) -> None:
+    env = base_env(tmp_path, {"LUMIKU_SHUTDOWN_GRACE_S": "20"})
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            service = await start(nursery, env)
+            port = port_of(await service.wait_for("service.ready"))
+            failures: list[BaseException] = []
+
+            async def slow_request() -> None:
+                try:
+                    async with httpx.AsyncClient(timeout=30) as client:
+                        await client.get(f"http://127.0.0.1:{port}/api/_test/slow?s=15")
+                except httpx.HTTPError as exc:
+                    failures.append(exc)
+
+            nursery.start_soon(slow_request)
+            await service.wait_for("test.slow_started")
+            service.signal(signal.SIGTERM)
+            await service.wait_for("service.draining")
+            signalled_at = time.monotonic()
+            service.signal(signal.SIGTERM)
+            exit_code = await service.process.wait()
+            elapsed = time.monotonic() - signalled_at
+    assert exit_code == 1
+    assert elapsed < 2  # not the 15 s request, not the 20 s grace
+    assert failures  # the in-flight request was cut off
+
+
+async def test_signal_during_startup_exits_cleanly(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            service = await start(nursery, env)
+            await service.wait_for("db.migrated")  # start-up is under way
+            service.signal(signal.SIGINT)
+            assert await service.process.wait() == 0
+
+
+def notify_socket(tmp_path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify.sock"))
+    return sock
+
+
+async def test_systemd_ready_after_port_accepts_and_stopping_at_shutdown(tmp_path: Path) -> None:
+    sock = notify_socket(tmp_path)
+    env = base_env(
+        tmp_path, {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
+    )
+    trio_sock = trio.socket.from_stdlib_socket(sock)
+    messages: list[str] = []
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            service = await start(nursery, env)
+            while True:
+                message = (await trio_sock.recv(4096)).decode()
+                messages.append(message)
+                if message.startswith("READY=1"):
+                    break
+            # READY=1 carries the address in STATUS=, and the port already accepts
+            status = next(line for line in message.splitlines() if line.startswith("STATUS="))
+            port = int(status.rsplit(":", 1)[1])
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            # the watchdog pings (every 0.2 s) while the loop runs
+            while sum(m == "WATCHDOG=1" for m in messages) < 3:
+                messages.append((await trio_sock.recv(4096)).decode())
+            service.signal(signal.SIGTERM)
+            while not any(m.startswith("STOPPING=1") for m in messages):
+                messages.append((await trio_sock.recv(4096)).decode())
+            while not any(m.startswith("EXTEND_TIMEOUT_USEC=") for m in messages):
+                messages.append((await trio_sock.recv(4096)).decode())
+            assert await service.process.wait() == 0
+    sock.close()
+    assert not any(m.startswith("WATCHDOG=1") for m in messages[: messages.index(message)])
+
+
+async def test_socket_activation_serves_on_the_passed_socket(tmp_path: Path) -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    fd = listener.fileno()
+    # systemd hands the socket over as fd 3 and names the process in LISTEN_PID.
+    env = base_env(tmp_path, {"LISTEN_FDS": "1", "LUMIKU_HTTP_BIND": "127.0.0.1:1"})
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            service = await start(
+                nursery, env, pass_fds=[fd], shell_prefix=f"export LISTEN_PID=$$; exec 3<&{fd};"
+            )
+            ready = await service.wait_for("service.ready")
+            assert ready["socket_activated"] is True
+            async with httpx.AsyncClient() as client:
+                response = await client.get(f"http://127.0.0.1:{port}/health/liveness")
+            assert response.status_code == 200
+            service.signal(signal.SIGTERM)
+            assert await service.process.wait() == 0
+    listener.close()

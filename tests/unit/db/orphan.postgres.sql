@@ -1,0 +1,2 @@
+-- name: missing_in_base
+SELECT 2

@@ -1,0 +1,2 @@
+-- name: differs
+SELECT strftime('%Y-%m-%dT%H:%M:%f000Z', 'now') WHERE $1 = $1

@@ -222,3 +222,15 @@ class Unavailable(DatabaseError):
 
 class SchemaMismatch(DatabaseError):
     pass
+
+
+def sole_exception(error: BaseException) -> BaseException:
+    """The one exception inside nested single-member exception groups, else `error` itself.
+
+    Resources that are trio nurseries (trio-asyncio's loop, coredis's pool) wrap whatever
+    leaves their body in an ExceptionGroup; their adapters use this to hand back the plain
+    error so callers can catch our classes.
+    """
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error

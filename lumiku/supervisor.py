@@ -24,7 +24,7 @@ import trio_asyncio
 
 from lumiku.db.store import Store, open_store
 from lumiku.deps import Deps
-from lumiku.errors import DatabaseError, SchemaMismatch, Unavailable
+from lumiku.errors import DatabaseError, SchemaMismatch, Unavailable, sole_exception
 from lumiku.http.app import create_app
 from lumiku.http.server import serve_http
 from lumiku.observability.health import Health
@@ -51,11 +51,21 @@ EXIT_SCHEMA: Final = 4
 
 @contextlib.asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[Store]:
-    """Open the Store, with the trio-asyncio loop asyncpg needs when the URL is PostgreSQL."""
-    async with contextlib.AsyncExitStack() as stack:
-        if settings.database.url.startswith(("postgresql:", "postgres:")):
-            await stack.enter_async_context(trio_asyncio.open_loop())
-        yield await stack.enter_async_context(open_store(settings))
+    """Open the Store, with the trio-asyncio loop asyncpg needs when the URL is PostgreSQL.
+
+    The loop is a nursery and wraps whatever leaves it in an ExceptionGroup; a lone error
+    is handed back unwrapped so callers can catch `Unavailable` and friends.
+    """
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if settings.database.url.startswith(("postgresql:", "postgres:")):
+                await stack.enter_async_context(trio_asyncio.open_loop())
+            yield await stack.enter_async_context(open_store(settings))
+    except BaseExceptionGroup as group:
+        error = sole_exception(group)
+        if error is group:
+            raise
+        raise error from None
 
 
 async def prepare_schema(store: Store, settings: Settings) -> None:

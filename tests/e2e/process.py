@@ -36,6 +36,7 @@ def base_env(tmp_path: Path, extra: Mapping[str, str] | None = None) -> dict[str
 class ServiceProcess:
     process: trio.Process
     lines: list[dict[str, Any]] = attrs.field(factory=list)
+    closed: bool = False
     _new_line: trio.Event = attrs.field(factory=trio.Event)
 
     async def follow(self) -> None:
@@ -50,8 +51,13 @@ class ServiceProcess:
                     self.lines.append(json.loads(raw))
                 except json.JSONDecodeError:
                     self.lines.append({"event": "raw", "text": raw.decode(errors="replace")})
-            self._new_line.set()
-            self._new_line = trio.Event()
+            self._wake()
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        self._new_line.set()
+        self._new_line = trio.Event()
 
     async def wait_for(self, event: str) -> dict[str, Any]:
         """The first log line with `event` (waiting for it to appear)."""
@@ -59,26 +65,39 @@ class ServiceProcess:
             for line in self.lines:
                 if line.get("event") == event:
                     return line
-            if self.process.returncode is not None:
-                raise AssertionError(f"process exited before logging {event}: {self.lines}")
+            if self.closed:
+                code = await self.process.wait()
+                raise AssertionError(
+                    f"process exited ({code}) before logging {event}: {self.lines}"
+                )
             await self._new_line.wait()
 
     def signal(self, signum: signal.Signals = signal.SIGTERM) -> None:
         self.process.send_signal(signum)
 
 
+# What systemd does for socket activation: the passed socket becomes fd 3 and LISTEN_PID
+# names the process that was exec'd (known only after the fork, so a wrapper sets it).
+_ACTIVATE = (
+    "import os, sys; os.dup2(int(sys.argv[1]), 3); os.environ['LISTEN_PID'] = str(os.getpid()); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+)
+
+
 async def start(
     nursery: trio.Nursery,
     env: Mapping[str, str],
     args: Sequence[str] = ("-m", "tests.e2e.launcher"),
-    pass_fds: Sequence[int] = (),
-    shell_prefix: str | None = None,
+    activate_fd: int | None = None,
 ) -> ServiceProcess:
+    """Start the service process; with `activate_fd`, hand that socket over as systemd does."""
     command: list[str] = [sys.executable, *args]
-    if shell_prefix is not None:
-        command = ["/bin/sh", "-c", shell_prefix + ' exec "$@"', "sh", *command]
+    pass_fds: tuple[int, ...] = ()
+    if activate_fd is not None:
+        command = [sys.executable, "-c", _ACTIVATE, str(activate_fd), *args]
+        pass_fds = (activate_fd,)
     process = await trio.lowlevel.open_process(
-        command, env=dict(env), cwd=ROOT, stdout=subprocess.PIPE, pass_fds=tuple(pass_fds)
+        command, env=dict(env), cwd=ROOT, stdout=subprocess.PIPE, pass_fds=pass_fds
     )
     service = ServiceProcess(process)
     nursery.start_soon(service.follow)

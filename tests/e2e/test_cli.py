@@ -80,10 +80,10 @@ def test_check_reports_an_unreachable_redis_with_3(tmp_path: Path) -> None:
 
 def test_check_lists_every_config_problem_with_2(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
-    config.write_text('[http]\nbind = "nonsense"\nmax_body_bytes = -1\n[shutdown]\ngrace_s = "x"\n')
+    config.write_text('[http]\nkeep_alive_s = 0\nmax_body_bytes = -1\n[shutdown]\ngrace_s = "x"\n')
     result = lumiku(tmp_path, "--check", "--config", str(config), env={"LUMIKU_LOG_LEVEL": "loud"})
     assert result.returncode == 2
-    for key in ("http.bind", "http.max_body_bytes", "shutdown.grace_s", "log.level"):
+    for key in ("http.keep_alive_s", "http.max_body_bytes", "shutdown.grace_s", "log.level"):
         assert key in result.stdout
     assert f"file {config}" in result.stdout
     assert "env LUMIKU_LOG_LEVEL" in result.stdout

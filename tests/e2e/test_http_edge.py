@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
 
 from tests.e2e.harness import Service, make_settings, running_service
+from tests.e2e.wsclient import Closed, connect
 
 PROBLEM = "application/problem+json"
 JWT_SECRET = "e2e-Jwt-secret-5f1c9a7b3d2e4f60a8b9c0d1e2f3a4b5"
@@ -232,33 +232,33 @@ async def test_secrets_never_reach_the_logs(service: Service) -> None:
 
 
 async def test_websocket_ping_pong_and_bad_messages(service: Service) -> None:
-    async with open_websocket_url(service.ws_url) as ws:
-        await ws.send_message('{"type":"ping"}')
-        assert json.loads(await ws.get_message()) == {"type": "pong"}
-        await ws.send_message("not json")
-        assert json.loads(await ws.get_message())["code"] == "INVALID_JSON"
-        await ws.send_message('{"type":"dance"}')
-        assert json.loads(await ws.get_message())["code"] == "UNKNOWN_MESSAGE_TYPE"
+    async with connect(service.ws_url) as ws:
+        await ws.send('{"type":"ping"}')
+        assert json.loads(await ws.receive()) == {"type": "pong"}
+        await ws.send("not json")
+        assert json.loads(await ws.receive())["code"] == "INVALID_JSON"
+        await ws.send('{"type":"dance"}')
+        assert json.loads(await ws.receive())["code"] == "UNKNOWN_MESSAGE_TYPE"
 
 
 async def test_server_pings_and_a_closed_websocket_does_not_hold_the_drain(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, {"LUMIKU_HTTP_WS_PING_INTERVAL_S": "0.2"})
     with trio.fail_after(30):
         async with running_service(settings) as svc:
-            async with open_websocket_url(svc.ws_url) as ws:
-                assert json.loads(await ws.get_message()) == {"type": "ping"}
-                await ws.send_message('{"type":"pong"}')  # answered pings need no reply
-                assert json.loads(await ws.get_message()) == {"type": "ping"}
+            async with connect(svc.ws_url) as ws:
+                assert json.loads(await ws.receive()) == {"type": "ping"}
+                await ws.send('{"type":"pong"}')  # answered pings need no reply
+                assert json.loads(await ws.receive()) == {"type": "ping"}
             closed_at = trio.current_time()
         # the stop (with a 5 s grace) did not wait for the closed websocket
         assert trio.current_time() - closed_at < 1
 
 
 async def test_websocket_closes_with_1001_on_shutdown(service: Service) -> None:
-    async with open_websocket_url(service.ws_url) as ws:
-        await ws.send_message('{"type":"ping"}')
-        await ws.get_message()
+    async with connect(service.ws_url) as ws:
+        await ws.send('{"type":"ping"}')
+        await ws.receive()
         service.state.request("test")
-        with trio.fail_after(5), pytest.raises(ConnectionClosed) as closed:
-            await ws.get_message()
-        assert closed.value.reason.code == 1001
+        with trio.fail_after(5), pytest.raises(Closed) as closed:
+            await ws.receive()
+        assert closed.value.code == 1001

@@ -24,7 +24,13 @@ import trio_asyncio
 
 from lumiku.db.store import Store, open_store
 from lumiku.deps import Deps
-from lumiku.errors import DatabaseError, SchemaMismatch, Unavailable, sole_exception
+from lumiku.errors import (
+    DatabaseError,
+    LumikuError,
+    RedisUnavailable,
+    SchemaMismatch,
+    sole_exception,
+)
 from lumiku.http.app import create_app
 from lumiku.http.server import serve_http
 from lumiku.observability.health import Health
@@ -123,31 +129,47 @@ async def _run_service(
     blueprints: Iterable[Blueprint],
     task_status: trio.TaskStatus[list[str]],
 ) -> int:
-    stack = contextlib.AsyncExitStack()
-    try:
-        with trio.CancelScope() as startup:
-            state.on_request(startup.cancel)  # a no-op once start-up is over
-            deps = await _open_resources(stack, settings, state)
-        if startup.cancelled_caught:
-            log.info("service.startup_interrupted")
-            return EXIT_OK
-        await _serve(deps, notifier, blueprints, task_status)
-        return EXIT_OK
-    except SchemaMismatch as exc:
-        log.error("service.schema_mismatch", error=str(exc))
-        return EXIT_SCHEMA
-    except (Unavailable, DatabaseError) as exc:
-        log.error("service.database_unavailable", error=str(exc))
-        return EXIT_FAILED
-    except OSError as exc:
-        log.error("service.start_failed", error=str(exc))
-        return EXIT_FAILED
-    finally:
-        with trio.CancelScope(shield=True) as closing:
-            closing.deadline = trio.current_time() + CLOSE_BUDGET_S
-            await stack.aclose()
+    # Resources such as coredis's pool are nurseries: they must be exited under the same
+    # cancel scopes they were entered in. So both scopes wrap the whole resource lifetime:
+    # `startup` is cancelled by a signal that arrives before the service is ready, and
+    # `closing` is switched to shielded (with a deadline) just before the resources close.
+    phase = {"starting": True}
+    with trio.CancelScope() as startup:
+        state.on_request(lambda: startup.cancel() if phase["starting"] else None)
+        with trio.CancelScope() as closing:
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    try:
+                        deps = await _open_resources(stack, settings, state)
+                        phase["starting"] = False
+                        await _serve(deps, notifier, blueprints, task_status)
+                    finally:
+                        closing.shield = True
+                        closing.deadline = trio.current_time() + CLOSE_BUDGET_S
+            except (LumikuError, OSError, BaseExceptionGroup) as raw:
+                code = _failure_code(sole_exception(raw))
+                if code is None:
+                    raise
+                return code
         if closing.cancelled_caught:
             log.warning("service.close_timed_out", budget_s=CLOSE_BUDGET_S)
+    if startup.cancelled_caught:
+        log.info("service.startup_interrupted")
+    return EXIT_OK
+
+
+def _failure_code(error: BaseException) -> int | None:
+    """The exit code for a failure that ends the service, logged; None for unexpected ones."""
+    if isinstance(error, SchemaMismatch):
+        log.error("service.schema_mismatch", error=str(error))
+        return EXIT_SCHEMA
+    if isinstance(error, DatabaseError | RedisUnavailable):
+        log.error("service.dependency_unavailable", error=str(error))
+        return EXIT_FAILED
+    if isinstance(error, OSError):
+        log.error("service.start_failed", error=str(error))
+        return EXIT_FAILED
+    return None
 
 
 async def _open_resources(

@@ -46,4 +46,4 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> ASGIApp:
     app.register_blueprint(ws.blueprint)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
-    return EdgeMiddleware(app, deps.settings)  # type: ignore[arg-type]
+    return EdgeMiddleware(app, deps.settings, health.probes(deps))  # type: ignore[arg-type]

@@ -1,30 +1,38 @@
-"""Health routes (SPEC §13.2); the checks themselves live in observability/health.py."""
+"""Health routes (SPEC §13.2); the checks themselves live in observability/health.py.
+
+`/health` and `/health/liveness` touch nothing, so the edge middleware answers them
+itself (`probes`); readiness and the detailed report are quart routes.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any, Final
 
 from quart import Blueprint
 
+if TYPE_CHECKING:
+    from lumiku.deps import Deps
+    from lumiku.http.middleware import Probe
+
 blueprint = Blueprint("health", __name__)
 
-_ALIVE = {"status": "alive"}
+ALIVE: Final = b'{"status":"alive"}'
+
+
+def probes(deps: Deps) -> dict[str, Probe]:
+    """The endpoints the edge answers without quart."""
+    health = deps.health
+    return {
+        "/health": lambda: json.dumps(health.summary()).encode(),
+        "/health/liveness": lambda: ALIVE,
+    }
 
 
 def _deps() -> Any:
     from lumiku.http.app import current_deps
 
     return current_deps()
-
-
-@blueprint.get("/health")
-async def summary() -> dict[str, Any]:
-    return _deps().health.summary()  # type: ignore[no-any-return]
-
-
-@blueprint.get("/health/liveness")
-async def liveness() -> dict[str, Any]:
-    return _ALIVE
 
 
 @blueprint.get("/health/readiness")

@@ -10,9 +10,9 @@ costs a few dictionary lookups, not a framework round trip.
 from __future__ import annotations
 
 import ipaddress
+import random
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -98,11 +98,22 @@ class ClientIpResolver:
         return client
 
 
-class EdgeMiddleware:
-    """ASGI middleware wrapping the quart app; see the module docstring."""
+Probe = Callable[[], bytes]
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+
+class EdgeMiddleware:
+    """ASGI middleware wrapping the quart app; see the module docstring.
+
+    `probes` maps paths to functions returning a JSON body that the edge answers itself,
+    without entering quart: the liveness probes, hit every few seconds by every load
+    balancer, touch nothing and so should cost nothing beyond the edge itself.
+    """
+
+    def __init__(
+        self, app: ASGIApp, settings: Settings, probes: dict[str, Probe] | None = None
+    ) -> None:
         self.app = app
+        self.probes = probes or {}
         self.cors = CorsPolicy(settings.http.cors_origins)
         self.client_ip = ClientIpResolver(settings.http.trusted_proxies)
         self.max_body_bytes = settings.http.max_body_bytes
@@ -129,7 +140,9 @@ class EdgeMiddleware:
             elif name == b"access-control-request-method":
                 preflight_method = value
         request_id = (
-            incoming_id if incoming_id and _REQUEST_ID.match(incoming_id) else uuid.uuid4().hex
+            incoming_id
+            if incoming_id and _REQUEST_ID.match(incoming_id)
+            else f"{random.getrandbits(128):032x}"  # unique, not secret: no urandom syscall
         )
         client = scope.get("client")
         scope["lumiku.request_id"] = request_id
@@ -179,6 +192,8 @@ class EdgeMiddleware:
         try:
             if scope["method"] == "OPTIONS" and origin is not None and preflight_method is not None:
                 await self._preflight(scope, send_with_headers, allowed_origin)
+            elif scope["path"] in self.probes:
+                await self._probe(scope, send_with_headers)
             elif length is not None and _too_long(length, self.max_body_bytes):
                 await _send_problem(
                     send_with_headers,
@@ -186,6 +201,7 @@ class EdgeMiddleware:
                     "PAYLOAD_TOO_LARGE",
                     "Request body too large",
                     f"The body may be at most {self.max_body_bytes} bytes.",
+                    [(b"connection", b"close")],  # the body is never read
                 )
             else:
                 await self.app(scope, receive, send_with_headers)
@@ -200,6 +216,33 @@ class EdgeMiddleware:
                 bytes=state["bytes"],
                 client_ip=scope["lumiku.client_ip"],
             )
+
+    async def _probe(self, scope: Scope, send: Send) -> None:
+        scope["lumiku.route"] = scope["path"]
+        if scope["method"] not in ("GET", "HEAD"):
+            await _send_problem(
+                send,
+                405,
+                "METHOD_NOT_ALLOWED",
+                "Method not allowed",
+                f"{scope['method']} is not allowed here.",
+                [(b"allow", b"GET, HEAD")],
+            )
+            return
+        body = self.probes[scope["path"]]()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
 
     async def _preflight(self, scope: Scope, send: Send, allowed: bool) -> None:
         headers: list[tuple[bytes, bytes]] = [(b"content-length", b"0")]
@@ -241,7 +284,14 @@ def _too_long(length: bytes, limit: int) -> bool:
         return False
 
 
-async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
+async def _send_problem(
+    send: Send,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
     body = problem_body(status, code, title, detail)
     await send(
         {
@@ -250,7 +300,7 @@ async def _send_problem(send: Send, status: int, code: str, title: str, detail: 
             "headers": [
                 (b"content-type", PROBLEM_JSON.encode()),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
+                *headers,
             ],
         }
     )

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextvars
 import datetime as dt
+import functools
 import json
 import logging
+import math
 import sys
 import traceback
 from collections.abc import Iterable, Mapping
@@ -44,16 +46,26 @@ _CONTEXT_VARS: Final = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
     lowered = key.lower()
     return any(part in lowered for part in SECRET_KEY_PARTS)
 
 
+_SCALARS: Final = (str, int, float, bool, type(None))
+
+
 def redact_fields(value: Any) -> Any:
     """A copy of `value` with every entry under a secret-looking key replaced."""
-    if isinstance(value, Mapping):
+    if type(value) in _SCALARS:
+        return value
+    if isinstance(value, dict | Mapping):
         return {
-            k: (REDACTED if isinstance(k, str) and is_secret_key(k) else redact_fields(v))
+            k: (
+                REDACTED
+                if isinstance(k, str) and is_secret_key(k)
+                else (v if type(v) in _SCALARS else redact_fields(v))
+            )
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
@@ -89,10 +101,15 @@ class StructuredLogger:
         self._logger = logger
 
     def _log(self, level: int, event: str, exc_info: bool, fields: dict[str, Any]) -> None:
-        if self._logger.isEnabledFor(level):
-            self._logger._log(
-                level, event, (), exc_info=exc_info, extra={"fields": fields}, stacklevel=3
+        logger = self._logger
+        if logger.isEnabledFor(level):
+            # makeRecord + handle, not Logger._log: the line never shows the caller's file
+            # and line, so the frame walk of findCaller would be pure cost on the hot path.
+            record = logger.makeRecord(
+                logger.name, level, "", 0, event, (), sys.exc_info() if exc_info else None
             )
+            record.fields = fields
+            logger.handle(record)
 
     def debug(self, event: str, **fields: Any) -> None:
         self._log(logging.DEBUG, event, False, fields)
@@ -115,9 +132,24 @@ def get_logger(name: str) -> StructuredLogger:
     return StructuredLogger(logging.getLogger(name))
 
 
+@functools.lru_cache(maxsize=4)
+def _second_prefix(second: int) -> str:
+    return dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _timestamp(created: float) -> str:
+    """ISO-8601 UTC with milliseconds; the part up to the second is formatted once a second."""
+    # Round to the microsecond first, exactly as datetime.fromtimestamp does.
+    fraction, whole = math.modf(created)
+    micros = round(fraction * 1_000_000)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    return f"{_second_prefix(int(whole))}.{micros // 1000:03d}+00:00"
+
+
 def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+        "ts": _timestamp(record.created),
         "level": record.levelname.lower(),
         "logger": record.name,
         "event": record.getMessage(),
@@ -138,9 +170,11 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, redactor: ValueRedactor) -> None:
         super().__init__()
         self._redact = redactor
+        # One encoder for every line: json.dumps with options builds a new one per call.
+        self._encode = json.JSONEncoder(default=str, ensure_ascii=False).encode
 
     def format(self, record: logging.LogRecord) -> str:
-        return self._redact(json.dumps(_record_fields(record), default=str, ensure_ascii=False))
+        return self._redact(self._encode(_record_fields(record)))
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -175,6 +209,10 @@ def configure(
     handler.setFormatter(
         ConsoleFormatter(redactor) if format == "console" else JsonFormatter(redactor)
     )
+    # Lines carry none of these, so LogRecord need not look them up on every call.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

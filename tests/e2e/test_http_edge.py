@@ -262,3 +262,17 @@ async def test_websocket_closes_with_1001_on_shutdown(service: Service) -> None:
         with trio.fail_after(5), pytest.raises(Closed) as closed:
             await ws.receive()
         assert closed.value.code == 1001
+
+
+async def test_edge_probes_answer_head_and_refuse_other_methods(service: Service) -> None:
+    head = await service.client.head("/health/liveness")
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head.headers["x-content-type-options"] == "nosniff"
+    response = await service.client.post("/health", json={})
+    assert_problem(response, 405, "METHOD_NOT_ALLOWED")
+    assert response.headers["allow"] == "GET, HEAD"
+    line = await service.wait_for_log(
+        event="http.access", request_id=response.headers["x-request-id"]
+    )
+    assert (line["route"], line["status"]) == ("/health", 405)

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lumiku.observability import logging as logs
 
@@ -88,3 +91,12 @@ def test_level_filters_records(output: io.StringIO) -> None:
 def test_configure_replaces_the_previous_handler(output: io.StringIO) -> None:
     logs.configure("info", "json", stream=output)
     assert len(logging.getLogger().handlers) == 1
+
+
+@given(
+    st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False)
+    | st.integers(0, 4_102_444_800).map(lambda s: s + 0.9999996)  # rounds up to the next second
+)
+def test_cached_timestamp_equals_isoformat(created: float) -> None:
+    expected = dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds")
+    assert logs._timestamp(created) == expected

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import platform
-import sqlite3
 import subprocess
 import sys
 from importlib import metadata
@@ -272,7 +271,9 @@ def _toml_value(value: Any) -> str:
 
 
 def version_text() -> str:
-    backends = [f"sqlite {sqlite3.sqlite_version}"]
+    from lumiku.db.sqlite import library_version
+
+    backends = [f"sqlite {library_version()}"]
     for dist, label in (("asyncpg", "postgresql"), ("coredis", "redis")):
         with contextlib.suppress(metadata.PackageNotFoundError):
             backends.append(f"{label} ({dist} {metadata.version(dist)})")

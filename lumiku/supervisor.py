@@ -17,11 +17,16 @@ failed, 4 when the schema is behind (production without `database.auto_migrate`)
 from __future__ import annotations
 
 import contextlib
+import os
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
+import attrs
 import trio
 import trio_asyncio
 
+from lumiku import __version__
+from lumiku.config import redact_url
 from lumiku.db.store import Store, open_store
 from lumiku.deps import Deps
 from lumiku.errors import (
@@ -40,7 +45,7 @@ from lumiku.shutdown import ShutdownState, watch_signals
 from lumiku.systemd import Notifier, listen_fd_binds, serve_watchdog, watchdog_interval_s
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable
+    from collections.abc import AsyncIterator, Callable, Iterable
 
     from quart import Blueprint
 
@@ -112,6 +117,12 @@ async def run(
     async with trio.open_nursery() as root:
         state.on_force(root.cancel_scope.cancel)
         await root.start(watch_signals, state)
+        log.info(
+            "service.starting",
+            version=__version__,
+            environment=settings.environment,
+            database=redact_url(settings.database.url),
+        )
         try:
             code = await _run_service(settings, state, notifier, blueprints, task_status)
         finally:
@@ -172,12 +183,32 @@ def _failure_code(error: BaseException) -> int | None:
     return None
 
 
+@attrs.define
+class RateStatus:
+    """The one-line `STATUS=` summary: where we serve and the request rate since last time."""
+
+    requests_total: Callable[[], int]
+    where: Callable[[], str]
+    _last_count: int = 0
+    _last_at: float | None = None
+
+    def __call__(self) -> str:
+        now, count = trio.current_time(), self.requests_total()
+        elapsed = now - self._last_at if self._last_at is not None else 0.0
+        rate = (count - self._last_count) / elapsed if elapsed > 0 else 0.0
+        self._last_count, self._last_at = count, now
+        return f"serving on {self.where()}; {rate:.1f} req/s"
+
+
 async def _open_resources(
     stack: contextlib.AsyncExitStack, settings: Settings, state: ShutdownState
 ) -> Deps:
     store = await stack.enter_async_context(open_database(settings))
     await prepare_schema(store, settings)
     redis = await stack.enter_async_context(open_redis(settings.redis))
+    # Storage: local files for now (the Storage interface arrives with the apps issue);
+    # an unusable directory fails the start rather than the first upload.
+    await trio.to_thread.run_sync(partial(os.makedirs, settings.storage.path, exist_ok=True))
     health = Health(settings, store, redis, state)
     return Deps(settings=settings, store=store, redis=redis, shutdown=state, health=health)
 
@@ -193,6 +224,8 @@ async def _serve(
     binds = listen_fd_binds(settings.systemd) or [settings.http.bind]
     beacons: list[Beacon] = []
     app = create_app(deps, blueprints)
+    addresses: list[str] = []
+    status = RateStatus(lambda: app.requests_total, lambda: ", ".join(addresses))
     async with trio.open_nursery() as services:
         await services.start(
             serve_watchdog,
@@ -201,9 +234,10 @@ async def _serve(
             beacons,
             deps.shutdown,
             grace_s,
+            status,
         )
         async with trio.open_nursery() as http:
-            addresses = await http.start(
+            addresses += await http.start(
                 serve_http, app, settings.http, binds, deps.shutdown, grace_s
             )
             notifier.ready(f"serving on {', '.join(addresses)}")

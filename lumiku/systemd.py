@@ -16,7 +16,7 @@ import trio
 from lumiku.observability.logging import get_logger
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from lumiku.config import SystemdEnv
     from lumiku.shutdown import ShutdownState
@@ -88,12 +88,16 @@ def watchdog_interval_s(env: SystemdEnv) -> float | None:
     return env.watchdog_usec / 2_000_000
 
 
+STATUS_INTERVAL_S: Final = 10.0
+
+
 async def serve_watchdog(
     notifier: Notifier,
     interval_s: float | None,
     beacons: Sequence[Beacon],
     shutdown: ShutdownState,
     grace_s: float,
+    status: Callable[[], str] | None = None,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
@@ -102,6 +106,7 @@ async def serve_watchdog(
     The event loop itself is a beacon beaten by a task of its own, so a blocked loop (or a
     stuck worker loop) stops the pings and systemd restarts the service. Once a shutdown is
     requested it also sends `EXTEND_TIMEOUT_USEC` covering the rest of the drain budget.
+    With `status`, `STATUS=<status()>` is sent every STATUS_INTERVAL_S while systemd listens.
     Runs until cancelled.
     """
     loop_beacon = Beacon("event_loop")
@@ -111,6 +116,8 @@ async def serve_watchdog(
             nursery.start_soon(_beat_forever, loop_beacon, interval_s / 4)
             nursery.start_soon(_ping_forever, notifier, interval_s, watched)
         nursery.start_soon(_extend_while_draining, notifier, shutdown, grace_s)
+        if status is not None and notifier.enabled:
+            nursery.start_soon(_status_forever, notifier, status, shutdown)
         task_status.started()
     raise AssertionError("watchdog tasks ended")  # pragma: no cover
 
@@ -136,6 +143,15 @@ async def _ping_forever(
             notifier.watchdog()
         seen = current
         await trio.sleep(interval_s)
+
+
+async def _status_forever(
+    notifier: Notifier, status: Callable[[], str], shutdown: ShutdownState
+) -> NoReturn:
+    while True:
+        await trio.sleep(STATUS_INTERVAL_S)
+        if not shutdown.draining:  # STOPPING=1 carries the draining status
+            notifier.status(status())
 
 
 async def _extend_while_draining(

@@ -47,6 +47,11 @@ _Q: Final = load_queries("lumiku.db")
 _T = TypeVar("_T")
 
 
+def library_version() -> str:
+    """The version of the SQLite library this Python links (for `lumiku --version`)."""
+    return sqlite3.sqlite_version
+
+
 def _adapt_datetime(value: datetime) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"naive datetime {value!r}: pass a timezone-aware (UTC) datetime")

@@ -8,7 +8,7 @@ from quart import Blueprint, current_app, request
 from quart_trio import QuartTrio
 
 from lumiku.http import health, ws
-from lumiku.http.middleware import ASGIApp, EdgeMiddleware
+from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ async def _record_route() -> None:
         request.scope["lumiku.route"] = rule.rule  # type: ignore[typeddict-unknown-key]
 
 
-def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> ASGIApp:
+def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddleware:
     """Build the ASGI application: quart-trio routes wrapped in `EdgeMiddleware`.
 
     `blueprints` lets tests and benchmarks add routes of their own.

@@ -114,6 +114,7 @@ class EdgeMiddleware:
     ) -> None:
         self.app = app
         self.probes = probes or {}
+        self.requests_total = 0  # HTTP requests seen; systemd STATUS= reports the rate
         self.cors = CorsPolicy(settings.http.cors_origins)
         self.client_ip = ClientIpResolver(settings.http.trusted_proxies)
         self.max_body_bytes = settings.http.max_body_bytes
@@ -167,6 +168,7 @@ class EdgeMiddleware:
         preflight_method: bytes | None,
     ) -> None:
         started = time.perf_counter()
+        self.requests_total += 1
         allowed_origin = origin is not None and self.cors.allows(origin)
         extra = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
         if scope["path"].startswith("/api/"):

@@ -154,3 +154,31 @@ def test_version(tmp_path: Path) -> None:
     assert "postgresql (asyncpg" in result.stdout
     assert "redis (coredis" in result.stdout
     assert "sqlite" in result.stdout
+
+
+def test_check_on_postgres_behind_then_migrated(tmp_path: Path, postgres_empty_url: str) -> None:
+    env = {"LUMIKU_DATABASE_URL": postgres_empty_url}
+    behind = lumiku(tmp_path, "--check", "--json", env=env)
+    assert behind.returncode == 4, behind.stdout + behind.stderr
+    report = json.loads(behind.stdout)
+    database = next(c for c in report["checks"] if c["name"] == "database")
+    assert not database["ok"]
+    assert "0001_initial" in database["detail"]
+    assert lumiku(tmp_path, "migrate", env=env).returncode == 0
+    assert lumiku(tmp_path, "--check", env=env).returncode == 0
+
+
+def test_serve_refuses_a_schema_behind_in_production(
+    tmp_path: Path, postgres_empty_url: str
+) -> None:
+    env = {
+        "LUMIKU_ENVIRONMENT": "production",
+        "LUMIKU_DATABASE_URL": postgres_empty_url,
+        "LUMIKU_REDIS_URL": "redis://127.0.0.1:6379/15",
+        "LUMIKU_AUTH_JWT_SECRET": STRONG_SECRET,
+        "LUMIKU_METRICS_TOKEN": "metrics-token-abcdef",
+    }
+    result = lumiku(tmp_path, "serve", env=env)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "service.schema_mismatch" in result.stdout
+    assert "lumiku migrate" in result.stdout

@@ -100,13 +100,29 @@ async def test_second_signal_exits_at_once_with_1(tmp_path: Path) -> None:
 
 
 async def test_signal_during_startup_exits_cleanly(tmp_path: Path) -> None:
-    env = base_env(tmp_path)
+    # A "database" that accepts connections and never answers: start-up hangs connecting.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    env = base_env(
+        tmp_path,
+        {
+            "LUMIKU_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/x",
+            "LUMIKU_DATABASE_CONNECT_TIMEOUT_S": "60",
+        },
+    )
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             service = await start(nursery, env)
-            await service.wait_for("db.migrated")  # start-up is under way
-            service.signal(signal.SIGINT)
+            await service.wait_for("service.starting")
+            signalled_at = time.monotonic()
+            service.signal(signal.SIGTERM)
             assert await service.process.wait() == 0
+    silent.close()
+    assert time.monotonic() - signalled_at < 5  # not the 60 s connect timeout
+    events = [line["event"] for line in service.lines]
+    assert "service.startup_interrupted" in events
+    assert "service.ready" not in events
 
 
 def notify_socket(tmp_path: Path) -> socket.socket:

@@ -149,3 +149,43 @@ async def test_draining_sends_extend_timeout(
         assert first == 30_000_000  # grace + 5 s of budget, plus 5 s of slack
         assert second < first  # the budget shrinks as the drain goes on
         nursery.cancel_scope.cancel()
+
+
+async def test_status_line_is_sent_periodically_until_draining(
+    notify_socket: socket.socket, autojump_clock: trio.testing.MockClock
+) -> None:
+    state = ShutdownState()
+    calls: list[float] = []
+
+    def status() -> str:
+        calls.append(trio.current_time())
+        return f"serving; call {len(calls)}"
+
+    async with trio.open_nursery() as nursery:
+        notifier = Notifier(notify_socket.getsockname())
+        await nursery.start(serve_watchdog, notifier, None, [], state, 5.0, status)
+        await trio.sleep(25)
+        assert drain(notify_socket) == ["STATUS=serving; call 1", "STATUS=serving; call 2"]
+        state.request("test")
+        await trio.sleep(20)
+        assert not [m for m in drain(notify_socket) if m.startswith("STATUS=")]
+        nursery.cancel_scope.cancel()
+
+
+async def test_status_is_not_computed_without_systemd(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls: list[int] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            serve_watchdog,
+            Notifier(""),
+            None,
+            [],
+            ShutdownState(),
+            5.0,
+            lambda: str(calls.append(1)),
+        )
+        await trio.sleep(60)
+        nursery.cancel_scope.cancel()
+    assert calls == []

@@ -36,12 +36,13 @@ so the rest of the code only ever catches these classes.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
 
 class LumikuError(Exception):
@@ -224,13 +225,25 @@ class SchemaMismatch(DatabaseError):
     pass
 
 
-def sole_exception(error: BaseException) -> BaseException:
-    """The one exception inside nested single-member exception groups, else `error` itself.
+@contextlib.contextmanager
+def unwrapping_sole_exception() -> Iterator[None]:
+    """Re-raise a lone exception that leaves the block inside exception groups, unwrapped.
 
     Resources that are trio nurseries (trio-asyncio's loop, coredis's pool) wrap whatever
-    leaves their body in an ExceptionGroup; their adapters use this to hand back the plain
-    error so callers can catch our classes.
+    leaves their body in an ExceptionGroup; their adapters open them inside this so callers
+    can catch our classes. Groups of several exceptions pass through unchanged.
     """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        error = sole_exception(group)
+        if error is group:
+            raise
+        raise error from None
+
+
+def sole_exception(error: BaseException) -> BaseException:
+    """The one exception inside nested single-member exception groups, else `error` itself."""
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
     return error

@@ -14,7 +14,7 @@ import coredis.exceptions
 import trio
 
 from lumiku.config import RedisSettings, redact_url
-from lumiku.errors import RedisUnavailable, sole_exception
+from lumiku.errors import RedisUnavailable, unwrapping_sole_exception
 from lumiku.observability.logging import get_logger
 
 if TYPE_CHECKING:
@@ -51,14 +51,9 @@ async def open_redis(settings: RedisSettings) -> AsyncIterator[Client | None]:
         verify_version=False,
     )
     log.info("redis.opened", url=redact_url(settings.url))
-    try:
+    with unwrapping_sole_exception():  # coredis's pool is a nursery
         async with client:
             yield client
-    except BaseExceptionGroup as group:  # coredis's pool is a nursery; hand back a lone error
-        error = sole_exception(group)
-        if error is group:
-            raise
-        raise error from None
 
 
 async def ping(client: Client) -> None:

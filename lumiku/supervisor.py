@@ -35,6 +35,7 @@ from lumiku.errors import (
     RedisUnavailable,
     SchemaMismatch,
     sole_exception,
+    unwrapping_sole_exception,
 )
 from lumiku.http.app import create_app
 from lumiku.http.server import serve_http
@@ -67,16 +68,11 @@ async def open_database(settings: Settings) -> AsyncIterator[Store]:
     The loop is a nursery and wraps whatever leaves it in an ExceptionGroup; a lone error
     is handed back unwrapped so callers can catch `Unavailable` and friends.
     """
-    try:
+    with unwrapping_sole_exception():
         async with contextlib.AsyncExitStack() as stack:
             if settings.database.url.startswith(("postgresql:", "postgres:")):
                 await stack.enter_async_context(trio_asyncio.open_loop())
             yield await stack.enter_async_context(open_store(settings))
-    except BaseExceptionGroup as group:
-        error = sole_exception(group)
-        if error is group:
-            raise
-        raise error from None
 
 
 async def prepare_schema(store: Store, settings: Settings) -> None:

@@ -121,6 +121,9 @@ async def run(
         )
         try:
             code = await _run_service(settings, state, notifier, blueprints, task_status)
+        except Exception:  # a bug: into the JSON log with its trace, not onto stderr
+            log.exception("service.crashed")
+            code = EXIT_FAILED
         finally:
             root.cancel_scope.cancel()
     if state.forced:

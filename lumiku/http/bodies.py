@@ -30,6 +30,7 @@ async def read_json() -> Any:
     raw = await request.get_data(cache=True, as_text=False)
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: nesting deeper than the parser can follow is not JSON we accept.
         position = f" at position {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
         raise InvalidJson(f"The body is not valid JSON{position}.") from None

@@ -24,20 +24,20 @@ def _error(code: str, detail: str) -> str:
     return json.dumps({"type": "error", "code": code, "detail": detail})
 
 
-async def _reply(message: Any) -> str | None:
+def _reply(message: Any) -> str | None:
     """The answer to one client message (None for messages that need none)."""
     if isinstance(message, bytes):
         return _error("UNSUPPORTED_FRAME", "Send JSON text frames.")
     try:
         data = json.loads(message)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         return _error("INVALID_JSON", "The message is not valid JSON.")
     kind = data.get("type") if isinstance(data, dict) else None
     if kind == "ping":
         return '{"type":"pong"}'
     if kind == "pong":
         return None
-    return _error("UNKNOWN_MESSAGE_TYPE", f"Unknown message type {kind!r}.")
+    return _error("UNKNOWN_MESSAGE_TYPE", "Unknown message type; expected ping.")
 
 
 async def _ping_loop(interval_s: float) -> None:
@@ -48,7 +48,7 @@ async def _ping_loop(interval_s: float) -> None:
 
 async def _read_loop() -> None:
     while True:
-        answer = await _reply(await websocket.receive())
+        answer = _reply(await websocket.receive())
         if answer is not None:
             await websocket.send(answer)
 

@@ -76,6 +76,14 @@ async def test_malformed_json_is_400_invalid_json(service: Service) -> None:
     assert_problem(response, 400, "INVALID_JSON")
 
 
+@pytest.mark.parametrize("body", [b"[" * 1020, b"\xff\xfe{}", b""])
+async def test_hostile_json_is_400_not_500(service: Service, body: bytes) -> None:
+    response = await service.client.post(
+        "/api/_test/echo", content=body, headers={"content-type": "application/json"}
+    )
+    assert_problem(response, 400, "INVALID_JSON")
+
+
 async def test_wrong_content_type_is_415(service: Service) -> None:
     response = await service.client.post("/api/_test/echo", content=b"a=1")
     assert_problem(response, 415, "UNSUPPORTED_MEDIA_TYPE")
@@ -239,6 +247,10 @@ async def test_websocket_ping_pong_and_bad_messages(service: Service) -> None:
         assert json.loads(await ws.receive())["code"] == "INVALID_JSON"
         await ws.send('{"type":"dance"}')
         assert json.loads(await ws.receive())["code"] == "UNKNOWN_MESSAGE_TYPE"
+        await ws.send("[" * 60_000)  # nesting deeper than any parser follows
+        assert json.loads(await ws.receive())["code"] == "INVALID_JSON"
+        await ws.send('{"type":"ping"}')  # the connection survived
+        assert json.loads(await ws.receive()) == {"type": "pong"}
 
 
 async def test_server_pings_and_a_closed_websocket_does_not_hold_the_drain(tmp_path: Path) -> None:
@@ -276,3 +288,26 @@ async def test_edge_probes_answer_head_and_refuse_other_methods(service: Service
         event="http.access", request_id=response.headers["x-request-id"]
     )
     assert (line["route"], line["status"]) == ("/health", 405)
+
+
+async def test_a_crashing_component_is_logged_and_exits_1(tmp_path: Path) -> None:
+    import io
+
+    from quart import Blueprint
+
+    from lumiku import supervisor
+    from lumiku.observability import logging as logs
+
+    log = io.StringIO()
+    logs.configure("info", "json", stream=log)
+    # Two blueprints with one name make the app factory raise: a bug inside start-up.
+    clashing = [Blueprint("clash", __name__), Blueprint("clash", __name__)]
+    with trio.fail_after(30):
+        code = await supervisor.run(make_settings(tmp_path), blueprints=clashing)
+    assert code == 1
+    lines = [json.loads(line) for line in log.getvalue().splitlines()]
+    crashed = [line for line in lines if line["event"] == "service.crashed"]
+    assert len(crashed) == 1
+    assert "Traceback" in crashed[0]["exception"]
+    assert "clash" in crashed[0]["exception"]
+    assert lines[-1]["event"] == "service.stopped"

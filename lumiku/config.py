@@ -106,6 +106,46 @@ class AuthSettings:
         secret=True,
     )
     token_ttl_s: int = setting(604_800, "Lifetime of an access token (7 days).")
+    lockout_failures: int = setting(5, "Failed logins for one email that lock it out.")
+    lockout_window_s: int = setting(900, "Window for counting failed logins (15 min).")
+    ws_auth_timeout_s: float = setting(
+        10.0, "A websocket must authenticate within this, else it is closed with 4401."
+    )
+    argon2_time_cost: int = setting(3, "argon2id iterations for new password hashes.")
+    argon2_memory_kib: int = setting(65_536, "argon2id memory for new password hashes, KiB.")
+    argon2_parallelism: int = setting(4, "argon2id lanes for new password hashes.")
+
+
+@attrs.frozen
+class CreditsSettings:
+    welcome_bonus: int = setting(100, "Credits granted to every new account.")
+    unlimited_apps: tuple[str, ...] = setting(
+        ["avatar-creator", "pose-generator"],
+        "Apps that users tagged enterprise_unlimited use without paying.",
+    )
+    reconcile_interval_s: float = setting(
+        86_400.0, "How often the in-process ledger audit runs and logs its result."
+    )
+
+
+@attrs.frozen
+class RateLimitSettings:
+    enabled: bool = setting(True, "Enforce the rate limits below.")
+    fail_closed: tuple[str, ...] = setting(
+        ["login", "register", "profile_update", "payment_create", "payment_callback"],
+        "Rules that refuse requests (503) when the limiter's store is unreachable; the rest allow.",
+    )
+    login: str = setting("5/15m", "Login attempts per client IP.")
+    register: str = setting("3/1h", "Registrations per client IP.")
+    profile_update: str = setting("10/1h", "Profile updates per user.")
+    generate: str = setting("5/1m", "Generation requests per user.")
+    upload: str = setting("10/1m", "Uploads per user.")
+    from_preset: str = setting("8/1m", "From-preset generations per user.")
+    project_create: str = setting("20/1h", "Projects created per user.")
+    payment_create: str = setting("10/1m", "Payments started per user.")
+    payment_callback: str = setting("100/15m", "Payment callbacks per client IP.")
+    health: str = setting("60/1m", "Health probes per client IP.")
+    health_detailed: str = setting("30/1m", "Detailed health reports per client IP.")
 
 
 @attrs.frozen
@@ -168,6 +208,8 @@ class Settings:
     shutdown: ShutdownSettings = attrs.field(factory=ShutdownSettings)
     log: LogSettings = attrs.field(factory=LogSettings)
     auth: AuthSettings = attrs.field(factory=AuthSettings)
+    credits: CreditsSettings = attrs.field(factory=CreditsSettings)
+    ratelimit: RateLimitSettings = attrs.field(factory=RateLimitSettings)
     health: HealthSettings = attrs.field(factory=HealthSettings)
     metrics: MetricsSettings = attrs.field(factory=MetricsSettings)
     payments: PaymentsSettings = attrs.field(factory=PaymentsSettings)

@@ -71,6 +71,29 @@ def network_problem(cidr: str) -> str | None:
     return None
 
 
+_RATE: Final = re.compile(r"^(\d+)/(\d*)([smhd])$")
+_UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(text: str) -> tuple[int, int]:
+    """`"5/15m"` → (5 requests, 900 s window); raise ValueError when malformed."""
+    match = _RATE.match(text.strip())
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"must look like 5/15m (requests/window with s, m, h or d), got {text!r}")
+    window = int(match.group(2) or 1) * _UNIT_S[match.group(3)]
+    if window < 1:
+        raise ValueError(f"the window must be at least 1s, got {text!r}")
+    return int(match.group(1)), window
+
+
+def _rate(value: Any) -> str | None:
+    try:
+        parse_rate(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _positive(value: Any) -> str | None:
     return None if value > 0 else f"must be > 0, got {value}"
 
@@ -141,6 +164,30 @@ _FIELD_RULES: Final[dict[str, Callable[[Any], Any]]] = {
     "log.level": _one_of("debug", "info", "warning", "error"),
     "log.format": _one_of("auto", "json", "console"),
     "auth.token_ttl_s": _positive,
+    "auth.lockout_failures": _positive,
+    "auth.lockout_window_s": _positive,
+    "auth.ws_auth_timeout_s": _positive,
+    "auth.argon2_time_cost": _positive,
+    "auth.argon2_memory_kib": _positive,
+    "auth.argon2_parallelism": _positive,
+    "credits.welcome_bonus": _non_negative,
+    "credits.reconcile_interval_s": _positive,
+    **{
+        f"ratelimit.{rule}": _rate
+        for rule in (
+            "login",
+            "register",
+            "profile_update",
+            "generate",
+            "upload",
+            "from_preset",
+            "project_create",
+            "payment_create",
+            "payment_callback",
+            "health",
+            "health_detailed",
+        )
+    },
     "health.readiness_cache_s": _non_negative,
     "health.check_timeout_s": _positive,
     "metrics.bind": _optional_bind,

@@ -8,14 +8,20 @@ LumikuError
 │   │   ├── InvalidJson     400  INVALID_JSON
 │   │   └── ValidationFailed 400 VALIDATION_ERROR (errors: [{field, message}])
 │   ├── Unauthorized        401  UNAUTHORIZED
+│   │   └── InvalidCredentials 401 INVALID_CREDENTIALS
 │   ├── InsufficientCredits 402  INSUFFICIENT_CREDITS (required, available)
 │   ├── Forbidden           403  FORBIDDEN
 │   ├── NotFound            404  NOT_FOUND
 │   ├── MethodNotAllowed    405  METHOD_NOT_ALLOWED
 │   ├── Conflict            409  CONFLICT
+│   │   ├── EmailTaken      409  EMAIL_TAKEN
+│   │   └── DuplicateLedgerEntry 409 DUPLICATE_LEDGER_ENTRY
 │   ├── PayloadTooLarge     413  PAYLOAD_TOO_LARGE
 │   ├── UnsupportedMediaType 415 UNSUPPORTED_MEDIA_TYPE
-│   └── RateLimited         429  RATE_LIMITED (retry_after_s)
+│   ├── RateLimited         429  RATE_LIMITED (retry_after_s)
+│   │   └── AccountLocked   429  ACCOUNT_LOCKED (retry_after_s)
+│   └── ServiceUnavailable  503  SERVICE_UNAVAILABLE (retry_after_s)
+│       └── RateLimiterUnavailable 503 RATE_LIMITER_UNAVAILABLE
 ├── ProviderError                an image provider failed; the class drives job retries
 │   ├── Transient                retry with backoff
 │   ├── RateLimitedUpstream      retry after the provider's Retry-After, attempt not counted
@@ -112,6 +118,11 @@ class Unauthorized(ClientError):
     title = "Authentication required"
 
 
+class InvalidCredentials(Unauthorized):
+    code = "INVALID_CREDENTIALS"
+    title = "Invalid email or password"
+
+
 class InsufficientCredits(ClientError):
     status = 402
     code = "INSUFFICIENT_CREDITS"
@@ -149,6 +160,18 @@ class Conflict(ClientError):
     title = "Conflict"
 
 
+class EmailTaken(Conflict):
+    code = "EMAIL_TAKEN"
+    title = "An account with this email already exists"
+
+
+class DuplicateLedgerEntry(Conflict):
+    """A ledger entry with this (kind, ref_type, ref_id) exists already."""
+
+    code = "DUPLICATE_LEDGER_ENTRY"
+    title = "This ledger entry was already written"
+
+
 class PayloadTooLarge(ClientError):
     status = 413
     code = "PAYLOAD_TOO_LARGE"
@@ -169,6 +192,28 @@ class RateLimited(ClientError):
     def __init__(self, retry_after_s: int, detail: str | None = None) -> None:
         super().__init__(detail, retry_after_s=retry_after_s)
         self.retry_after_s = retry_after_s
+
+
+class AccountLocked(RateLimited):
+    code = "ACCOUNT_LOCKED"
+    title = "Too many failed logins; try again later"
+
+
+class ServiceUnavailable(ClientError):
+    """A dependency we need for this request is down; the client may retry later."""
+
+    status = 503
+    code = "SERVICE_UNAVAILABLE"
+    title = "Service temporarily unavailable"
+
+    def __init__(self, retry_after_s: int = 5, detail: str | None = None) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimiterUnavailable(ServiceUnavailable):
+    code = "RATE_LIMITER_UNAVAILABLE"
+    title = "Rate limiter unavailable; refusing to serve this route unchecked"
 
 
 class ProviderError(LumikuError):

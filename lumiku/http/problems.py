@@ -13,7 +13,7 @@ from typing import Any, Final
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
-from lumiku.errors import ClientError, MethodNotAllowed, RateLimited
+from lumiku.errors import ClientError, MethodNotAllowed, RateLimited, ServiceUnavailable
 from lumiku.observability.logging import get_logger, request_id_var
 
 log = get_logger(__name__)
@@ -60,7 +60,7 @@ def problem_response(
 
 def from_client_error(error: ClientError) -> Response:
     response = problem_response(error.status, error.code, error.title, error.detail, **error.extra)
-    if isinstance(error, RateLimited):
+    if isinstance(error, RateLimited | ServiceUnavailable):
         response.headers["Retry-After"] = str(error.retry_after_s)
     if isinstance(error, MethodNotAllowed) and "allowed" in error.extra:
         response.headers["Allow"] = ", ".join(error.extra["allowed"])

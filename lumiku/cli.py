@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     _config_arg(migrate)
     migrate.add_argument("--dry-run", action="store_true", help="print what would be applied")
+    from lumiku import operator_cli
+
+    operator_cli.add_commands(commands, _config_arg)
     show = commands.add_parser("config", help="configuration commands")
     show_commands = show.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     _config_arg(
@@ -84,7 +87,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     if command == "migrate":
         return _migrate(args)
+    if command in ("users", "credits", "reconcile"):
+        return _operator(args)
     return _config_show(args)
+
+
+def _operator(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return EXIT_CONFIG
+    _quiet_logs(settings)
+    from lumiku import operator_cli
+
+    return operator_cli.run(args, settings)
 
 
 def _load(args: argparse.Namespace, *, bind: str | None = None) -> config.Settings | None:

@@ -7,8 +7,11 @@ from typing import TYPE_CHECKING
 import attrs
 
 if TYPE_CHECKING:
+    from lumiku.accounts.passwords import Hasher
     from lumiku.config import Settings
+    from lumiku.counters import Counters
     from lumiku.db.store import Store
+    from lumiku.http.ratelimit import RateLimiter
     from lumiku.observability.health import Health
     from lumiku.redis import Client
     from lumiku.shutdown import ShutdownState
@@ -27,3 +30,6 @@ class Deps:
     redis: Client | None
     shutdown: ShutdownState
     health: Health
+    hasher: Hasher
+    counters: Counters
+    limiter: RateLimiter

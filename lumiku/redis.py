@@ -7,11 +7,12 @@ Other modules type their client as `lumiku.redis.Client` and wrap calls in
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import coredis
 import coredis.exceptions
 import trio
+from coredis.commands import Script
 
 from lumiku.config import RedisSettings, redact_url
 from lumiku.errors import RedisUnavailable, unwrapping_sole_exception
@@ -60,3 +61,70 @@ async def ping(client: Client) -> None:
     """PING once; raise `RedisUnavailable` when Redis does not answer."""
     with map_redis_errors():
         await client.ping()
+
+
+# --- Fixed-window counters (lumiku.counters.RedisCounters) ------------------------------
+
+COUNTER_TIMEOUT_S: Final = 1.0
+
+# INCR, PEXPIRE on the first hit only, PTTL: one round trip, atomic. A key found without a
+# TTL (SET or PERSISTed by hand) gets one again, so a counter can never lock out forever.
+_HIT: Final = Script[bytes](
+    script="""
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+)
+_PEEK: Final = Script[bytes](
+    script="""
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  return {0, 0}
+end
+return {count, ttl}
+""",
+    readonly=True,
+)
+
+
+def _pair(reply: object) -> tuple[int, int]:
+    if not (isinstance(reply, list | tuple) and len(reply) == 2):
+        raise RedisUnavailable(f"redis: unexpected counter reply {reply!r}")
+    count, ttl_ms = reply
+    return int(count), int(ttl_ms)
+
+
+async def fixed_window_hit(
+    client: Client, key: str, window_ms: int, timeout_s: float = COUNTER_TIMEOUT_S
+) -> tuple[int, int]:
+    """Count one hit on `key`; return (count, ms until the window ends).
+
+    The window starts at the first hit and lasts `window_ms`. One EVALSHA (plus a SCRIPT
+    LOAD the first time a server sees the script). Raises `RedisUnavailable` when Redis
+    fails or does not answer within `timeout_s`.
+    """
+    with map_redis_errors(), trio.fail_after(timeout_s):
+        return _pair(await _HIT(keys=[key], args=[window_ms], client=client))
+
+
+async def counter_peek(
+    client: Client, key: str, timeout_s: float = COUNTER_TIMEOUT_S
+) -> tuple[int, int]:
+    """(count, ms until the window ends) of `key` without counting; (0, 0) when absent."""
+    with map_redis_errors(), trio.fail_after(timeout_s):
+        return _pair(await _PEEK(keys=[key], client=client))
+
+
+async def counter_clear(client: Client, key: str, timeout_s: float = COUNTER_TIMEOUT_S) -> None:
+    """Forget `key`'s counter (a successful login clears its failures)."""
+    with map_redis_errors(), trio.fail_after(timeout_s):
+        await client.delete([key])

@@ -26,7 +26,9 @@ import trio
 import trio_asyncio
 
 from lumiku import __version__
+from lumiku.accounts.passwords import Hasher
 from lumiku.config import redact_url
+from lumiku.counters import make_counters
 from lumiku.db.store import Store, open_store
 from lumiku.deps import Deps
 from lumiku.errors import (
@@ -38,6 +40,7 @@ from lumiku.errors import (
     unwrapping_sole_exception,
 )
 from lumiku.http.app import create_app
+from lumiku.http.ratelimit import RateLimiter
 from lumiku.http.server import serve_http
 from lumiku.observability.health import Health
 from lumiku.observability.logging import get_logger
@@ -150,7 +153,7 @@ async def _run_service(
             try:
                 async with contextlib.AsyncExitStack() as stack:
                     try:
-                        deps = await _open_resources(stack, settings, state)
+                        deps = await stack.enter_async_context(open_deps(settings, state))
                         phase["starting"] = False
                         await _serve(deps, notifier, blueprints, task_status)
                     finally:
@@ -199,17 +202,37 @@ class RateStatus:
         return f"serving on {self.where()}; {rate:.1f} req/s"
 
 
-async def _open_resources(
-    stack: contextlib.AsyncExitStack, settings: Settings, state: ShutdownState
-) -> Deps:
-    store = await stack.enter_async_context(open_database(settings))
-    await prepare_schema(store, settings)
-    redis = await stack.enter_async_context(open_redis(settings.redis))
-    # Storage: local files for now (the Storage interface arrives with the apps issue);
-    # an unusable directory fails the start rather than the first upload.
-    await trio.to_thread.run_sync(partial(os.makedirs, settings.storage.path, exist_ok=True))
-    health = Health(settings, store, redis, state)
-    return Deps(settings=settings, store=store, redis=redis, shutdown=state, health=health)
+@contextlib.asynccontextmanager
+async def open_deps(
+    settings: Settings, state: ShutdownState | None = None, *, migrate: bool = True
+) -> AsyncIterator[Deps]:
+    """Open every resource in start order (database and migrations, Redis, storage) and yield
+    the `Deps` over them; closes them in reverse. Operator commands pass `migrate=False` and
+    get SchemaMismatch on a schema that is not current."""
+    async with contextlib.AsyncExitStack() as stack:
+        store = await stack.enter_async_context(open_database(settings))
+        if migrate:
+            await prepare_schema(store, settings)
+        else:
+            status = await store.schema_status()
+            if not status.is_current:
+                raise SchemaMismatch("the schema is not current; run `lumiku migrate` first")
+        redis = await stack.enter_async_context(open_redis(settings.redis))
+        # Storage: local files for now (the Storage interface arrives with the apps issue);
+        # an unusable directory fails the start rather than the first upload.
+        await trio.to_thread.run_sync(partial(os.makedirs, settings.storage.path, exist_ok=True))
+        state = state or ShutdownState()
+        counters = make_counters(redis)
+        yield Deps(
+            settings=settings,
+            store=store,
+            redis=redis,
+            shutdown=state,
+            health=Health(settings, store, redis, state),
+            hasher=Hasher.from_settings(settings.auth),
+            counters=counters,
+            limiter=RateLimiter(settings.ratelimit, counters),
+        )
 
 
 async def _serve(

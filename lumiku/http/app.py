@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from quart import Blueprint, current_app, request
+from quart import Blueprint, request
 from quart_trio import QuartTrio
 
+from lumiku.accounts import routes as accounts_routes
+from lumiku.credits import routes as credits_routes
 from lumiku.http import health, ws
+from lumiku.http.context import DEPS_KEY, RATE_LIMITER_KEY
 from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
 
@@ -15,14 +18,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from lumiku.deps import Deps
-
-DEPS_KEY: Final = "lumiku.deps"
-
-
-def current_deps() -> Deps:
-    """The `Deps` of the app serving the current request or websocket."""
-    deps: Deps = current_app.extensions[DEPS_KEY]
-    return deps
 
 
 async def _record_route() -> None:
@@ -40,10 +35,13 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
     app.config["MAX_CONTENT_LENGTH"] = deps.settings.http.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[DEPS_KEY] = deps
+    app.extensions[RATE_LIMITER_KEY] = deps.limiter
     register_error_handlers(app)
     app.before_request(_record_route)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(ws.blueprint)
+    app.register_blueprint(accounts_routes.blueprint)
+    app.register_blueprint(credits_routes.blueprint)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return EdgeMiddleware(app, deps.settings, health.probes(deps))  # type: ignore[arg-type]

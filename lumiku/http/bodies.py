@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from quart import request
 
-from lumiku.errors import InvalidJson, UnsupportedMediaType
+from lumiku.convert import structure
+from lumiku.errors import FieldError, InvalidJson, UnsupportedMediaType, ValidationFailed
+
+T = TypeVar("T")
 
 
 def is_json_type(content_type: str | None) -> bool:
@@ -34,3 +37,23 @@ async def read_json() -> Any:
         # RecursionError: nesting deeper than the parser can follow is not JSON we accept.
         position = f" at position {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
         raise InvalidJson(f"The body is not valid JSON{position}.") from None
+
+
+def query_int(name: str, default: int, minimum: int, maximum: int) -> int:
+    """An integer query parameter within bounds; ValidationFailed otherwise."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed([FieldError(name, "must be an integer")]) from None
+    if not minimum <= value <= maximum:
+        raise ValidationFailed([FieldError(name, f"must be between {minimum} and {maximum}")])
+    return value
+
+
+async def read_body(cls: type[T]) -> T:
+    """The JSON body as a `cls` record: 415/400 INVALID_JSON as `read_json`, then 400
+    VALIDATION_ERROR naming every wrong, missing or unknown field."""
+    return structure(await read_json(), cls)

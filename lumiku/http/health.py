@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from quart import Blueprint
 
+from lumiku.http.context import current_deps
+
 if TYPE_CHECKING:
     from lumiku.deps import Deps
     from lumiku.http.middleware import Probe
@@ -30,8 +32,6 @@ def probes(deps: Deps) -> dict[str, Probe]:
 
 
 def _deps() -> Any:
-    from lumiku.http.app import current_deps
-
     return current_deps()
 
 

@@ -10,14 +10,24 @@ events arrive with the accounts and jobs issues.
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 from quart import Blueprint, websocket
 
+from lumiku.accounts.service import User, authenticate
+from lumiku.accounts.tokens import bearer
+from lumiku.errors import Unauthorized
+from lumiku.http.context import current_deps
+from lumiku.observability.logging import user_id_var
+
+if TYPE_CHECKING:
+    from lumiku.deps import Deps
+
 blueprint = Blueprint("ws", __name__)
 
 GOING_AWAY: Final = 1001
+UNAUTHENTICATED: Final = 4401
 
 
 def _error(code: str, detail: str) -> str:
@@ -53,13 +63,43 @@ async def _read_loop() -> None:
             await websocket.send(answer)
 
 
+async def _first_message_token() -> str | None:
+    """The token of a first `{"type":"auth","token":...}` message, else None."""
+    message = await websocket.receive()
+    try:
+        data = json.loads(message) if isinstance(message, str) else None
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    if isinstance(data, dict) and data.get("type") == "auth" and isinstance(data.get("token"), str):
+        token: str = data["token"]
+        return token
+    return None
+
+
+async def _authenticate(deps: Deps) -> User | None:
+    token = bearer(websocket.headers.get("Authorization")) or websocket.args.get("token")
+    if not token:
+        with trio.move_on_after(deps.settings.auth.ws_auth_timeout_s):
+            token = await _first_message_token()
+    if not token:
+        return None
+    try:
+        return await authenticate(deps, token)
+    except Unauthorized:
+        return None
+
+
 @blueprint.websocket("/api/ws")
 async def events_socket() -> None:
-    from lumiku.http.app import current_deps
-
     deps = current_deps()
     shutdown = deps.shutdown
     await websocket.accept()
+    user = await _authenticate(deps)
+    if user is None:
+        await websocket.close(UNAUTHENTICATED, "authentication required")
+        return
+    user_id_var.set(str(user.id))
+    await websocket.send(json.dumps({"type": "ready", "user_id": str(user.id)}))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_read_loop)
         nursery.start_soon(_ping_loop, deps.settings.http.ws_ping_interval_s)

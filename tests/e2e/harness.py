@@ -29,6 +29,10 @@ def make_settings(tmp_path: Path, env: Mapping[str, str] | None = None) -> Setti
         "LUMIKU_VAR_DIR": str(tmp_path / "var"),
         "LUMIKU_HTTP_BIND": "127.0.0.1:0",
         "LUMIKU_SHUTDOWN_GRACE_S": "5",
+        # Cheap argon2 for speed; the production parameters are tested in unit tests.
+        "LUMIKU_AUTH_ARGON2_TIME_COST": "1",
+        "LUMIKU_AUTH_ARGON2_MEMORY_KIB": "1024",
+        "LUMIKU_AUTH_ARGON2_PARALLELISM": "1",
         **(env or {}),
     }
     return load_settings(environ=environ, default_path=str(tmp_path / "absent.toml"))
@@ -61,6 +65,23 @@ class Service:
                     if all(line.get(k) == v for k, v in match.items()):
                         return line
                 await trio.sleep(0.01)
+
+
+STRONG_PASSWORD = "Tr0ub4dor&3-horse"
+
+
+async def register(
+    client: httpx.AsyncClient, email: str, password: str = STRONG_PASSWORD
+) -> dict[str, Any]:
+    """Register through the API; the response body (user, token, balance)."""
+    response = await client.post("/api/auth/register", json={"email": email, "password": password})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,1 @@
+"""Credits: the ledger (`ledger.py`) and its audit (`reconcile.py`). SPEC §5."""

@@ -1,0 +1,179 @@
+"""Operator commands of the CLI: `users create`, `credits grant`, `reconcile` (SPEC §2).
+
+Each opens the resources without migrating (a schema that is not current exits 4), does one
+thing through the domain functions, prints what it did and exits 0, or prints every problem
+and exits 1. `reconcile` exits 5 when it finds discrepancies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import uuid
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from lumiku.accounts import service
+from lumiku.credits import ledger
+from lumiku.credits.reconcile import reconcile
+from lumiku.errors import ClientError, DatabaseError, SchemaMismatch, ValidationFailed
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from lumiku.config import Settings
+    from lumiku.deps import Deps
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_UNREACHABLE: Final = 3
+EXIT_SCHEMA: Final = 4
+EXIT_DISCREPANCIES: Final = 5
+
+
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    config_arg: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    users = commands.add_parser("users", help="manage accounts")
+    users_commands = users.add_subparsers(dest="users_command", metavar="SUBCOMMAND", required=True)
+    create = users_commands.add_parser("create", help="create an account")
+    config_arg(create)
+    create.add_argument("--email", required=True)
+    create.add_argument("--name", default=None)
+    create.add_argument("--role", choices=service.ROLES, default="user")
+    create.add_argument(
+        "--credits", type=int, default=None, help="opening credits (default: the welcome bonus)"
+    )
+    create.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="read the password from FILE (else prompt, or one line of stdin)",
+    )
+
+    credits = commands.add_parser("credits", help="credit operations")
+    credits_commands = credits.add_subparsers(
+        dest="credits_command", metavar="SUBCOMMAND", required=True
+    )
+    grant = credits_commands.add_parser("grant", help="grant credits to an account")
+    config_arg(grant)
+    grant.add_argument("--email", required=True)
+    grant.add_argument("--amount", type=int, required=True)
+    grant.add_argument("--reason", required=True)
+
+    audit = commands.add_parser("reconcile", help="audit the credit ledger; never changes money")
+    config_arg(audit)
+    audit.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "users":
+        password = _read_password(args.password_file)
+        if password is None:
+            return EXIT_FAILED
+        return trio.run(_with_deps, settings, lambda deps: _create_user(deps, args, password))
+    if args.command == "credits":
+        return trio.run(_with_deps, settings, lambda deps: _grant(deps, args))
+    return trio.run(
+        _with_deps, settings, lambda deps: _reconcile(deps, bool(getattr(args, "json", False)))
+    )
+
+
+async def _with_deps(settings: Settings, action: Callable[[Deps], Awaitable[int]]) -> int:
+    from lumiku.supervisor import open_deps
+
+    try:
+        async with open_deps(settings, migrate=False) as deps:
+            return await action(deps)
+    except SchemaMismatch as exc:
+        print(f"lumiku: {exc}", file=sys.stderr)
+        return EXIT_SCHEMA
+    except DatabaseError as exc:
+        print(f"lumiku: database unavailable: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+
+
+def _read_password(path: str | None) -> str | None:
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read().rstrip("\r\n")
+        except OSError as exc:
+            print(f"lumiku: cannot read the password file: {exc}", file=sys.stderr)
+            return None
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        print("lumiku: the passwords differ", file=sys.stderr)
+        return None
+    return first
+
+
+def _print_problems(error: ClientError) -> None:
+    print(f"lumiku: {error.detail}", file=sys.stderr)
+    if isinstance(error, ValidationFailed):
+        for problem in error.errors:
+            print(f"  {problem.field}: {problem.message}", file=sys.stderr)
+
+
+async def _create_user(deps: Deps, args: argparse.Namespace, password: str) -> int:
+    try:
+        user = await service.create_user(
+            deps,
+            email=args.email,
+            password=password,
+            name=args.name,
+            role=args.role,
+            credits=args.credits,
+        )
+    except ClientError as error:
+        _print_problems(error)
+        return EXIT_FAILED
+    balance = await ledger.balance(deps.store, user.id)
+    print(f"created {user.role} {user.email} ({user.id}) with {balance} credits")
+    return EXIT_OK
+
+
+async def _grant(deps: Deps, args: argparse.Namespace) -> int:
+    reason = args.reason.strip()
+    if args.amount < 1 or not reason:
+        print("lumiku: --amount must be >= 1 and --reason non-empty", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        async with deps.store.transaction() as tx:
+            user = await service.find_user(tx, email=args.email)
+            entry = await ledger.grant(
+                tx,
+                user_id=user.id,
+                amount=args.amount,
+                kind="grant",
+                ref_type="operator_grant",
+                ref_id=str(uuid.uuid4()),
+                note=f"{reason} (by operator)",
+            )
+    except ClientError as error:
+        _print_problems(error)
+        return EXIT_FAILED
+    print(f"granted {args.amount} credits to {user.email}; balance {entry.balance_after}")
+    return EXIT_OK
+
+
+async def _reconcile(deps: Deps, as_json: bool) -> int:
+    report = await reconcile(deps.store)
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2, default=str))
+    else:
+        for item in report.discrepancies:
+            print(
+                f"DISCREPANCY {item.kind} user {item.user_id}: {item.detail} "
+                f"(expected {item.expected}, actual {item.actual})"
+            )
+        print(
+            f"checked {report.accounts_checked} accounts and {report.entries_checked} entries: "
+            + ("consistent" if report.ok else f"{len(report.discrepancies)} discrepancies")
+        )
+    return EXIT_OK if report.ok else EXIT_DISCREPANCIES

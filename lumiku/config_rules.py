@@ -73,6 +73,19 @@ def network_problem(cidr: str) -> str | None:
 
 _RATE: Final = re.compile(r"^(\d+)/(\d*)([smhd])$")
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+RATE_RULES: Final = (
+    "login",
+    "register",
+    "profile_update",
+    "generate",
+    "upload",
+    "from_preset",
+    "project_create",
+    "payment_create",
+    "payment_callback",
+    "health",
+    "health_detailed",
+)
 
 
 def parse_rate(text: str) -> tuple[int, int]:
@@ -84,6 +97,10 @@ def parse_rate(text: str) -> tuple[int, int]:
     if window < 1:
         raise ValueError(f"the window must be at least 1s, got {text!r}")
     return int(match.group(1)), window
+
+
+def _known_rule(name: str) -> str | None:
+    return None if name in RATE_RULES else f"{name!r} is not a rate-limit rule"
 
 
 def _rate(value: Any) -> str | None:
@@ -172,22 +189,8 @@ _FIELD_RULES: Final[dict[str, Callable[[Any], Any]]] = {
     "auth.argon2_parallelism": _positive,
     "credits.welcome_bonus": _non_negative,
     "credits.reconcile_interval_s": _positive,
-    **{
-        f"ratelimit.{rule}": _rate
-        for rule in (
-            "login",
-            "register",
-            "profile_update",
-            "generate",
-            "upload",
-            "from_preset",
-            "project_create",
-            "payment_create",
-            "payment_callback",
-            "health",
-            "health_detailed",
-        )
-    },
+    **{f"ratelimit.{rule}": _rate for rule in RATE_RULES},
+    "ratelimit.fail_closed": _each(_known_rule),
     "health.readiness_cache_s": _non_negative,
     "health.check_timeout_s": _positive,
     "metrics.bind": _optional_bind,

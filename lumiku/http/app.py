@@ -10,9 +10,10 @@ from quart_trio import QuartTrio
 from lumiku.accounts import routes as accounts_routes
 from lumiku.credits import routes as credits_routes
 from lumiku.http import health, ws
-from lumiku.http.context import DEPS_KEY, RATE_LIMITER_KEY
+from lumiku.http.context import DEPS_KEY
 from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
+from lumiku.http.ratelimit import LIMITER_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -35,7 +36,7 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
     app.config["MAX_CONTENT_LENGTH"] = deps.settings.http.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[DEPS_KEY] = deps
-    app.extensions[RATE_LIMITER_KEY] = deps.limiter
+    app.extensions[LIMITER_KEY] = deps.limiter
     register_error_handlers(app)
     app.before_request(_record_route)
     app.register_blueprint(health.blueprint)

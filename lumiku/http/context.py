@@ -10,7 +10,6 @@ if TYPE_CHECKING:
     from lumiku.deps import Deps
 
 DEPS_KEY: Final = "lumiku.deps"
-RATE_LIMITER_KEY: Final = "lumiku.ratelimiter"
 
 
 def current_deps() -> Deps:

@@ -87,7 +87,7 @@ async def test_open_account_is_idempotent(store: Store) -> None:
 async def test_grant_refuses_bad_kinds_and_amounts(store: Store, kind: str, amount: int) -> None:
     user = await new_user(store)
     async with store.transaction() as tx:
-        with pytest.raises(ValueError, match="kind|amount"):
+        with pytest.raises(ValueError, match=r"kind|amount"):
             await ledger.grant(tx, user_id=user, amount=amount, kind=kind)
     assert await store.fetch_val(LQ.count_entries) == 0
 
@@ -133,11 +133,15 @@ async def test_insufficient_credits_leaves_nothing_behind(store: Store) -> None:
     user = await new_user(store, balance=25)
     bystander = await new_user(store)
     entries_before = await store.fetch_val(LQ.count_entries)
-    with pytest.raises(InsufficientCredits) as caught:
+
+    async def submit() -> None:
         async with store.transaction() as tx:
             # The caller's own write in the same transaction (the job row, in real life).
             await ledger.grant(tx, user_id=bystander, amount=5)
             await ledger.charge(tx, user_id=user, amount=26, ref_type="job", ref_id="j")
+
+    with pytest.raises(InsufficientCredits) as caught:
+        await submit()
     assert caught.value.extra == {"required": 26, "available": 25}
     assert await store.fetch_val(LQ.count_entries) == entries_before
     assert await ledger.balance(store, user) == 25

@@ -4,9 +4,10 @@
 run
  ├─ watch_signals                      first, so a signal during start-up is honoured
  ├─ AsyncExitStack (closed shielded, at most CLOSE_BUDGET_S):
- │    trio-asyncio loop (PostgreSQL only) → Store (+ migrations) → Redis
+ │    trio-asyncio loop (PostgreSQL only) → Store (+ migrations) → Redis → storage
  └─ services nursery
       ├─ systemd.serve_watchdog        WATCHDOG=1 while loops progress, EXTEND_TIMEOUT_USEC
+      ├─ credits.serve_reconciler      the daily ledger audit, logged
       └─ http nursery: serve_http      returns once drained; then the rest is cancelled
 ```
 
@@ -29,6 +30,7 @@ from lumiku import __version__
 from lumiku.accounts.passwords import Hasher
 from lumiku.config import redact_url
 from lumiku.counters import make_counters
+from lumiku.credits.reconcile import serve_reconciler
 from lumiku.db.store import Store, open_store
 from lumiku.deps import Deps
 from lumiku.errors import (
@@ -258,6 +260,7 @@ async def _serve(
             grace_s,
             status,
         )
+        await services.start(serve_reconciler, deps.store, settings.credits.reconcile_interval_s)
         async with trio.open_nursery() as http:
             addresses += await http.start(
                 serve_http, app, settings.http, binds, deps.shutdown, grace_s

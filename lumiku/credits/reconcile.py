@@ -187,8 +187,11 @@ async def serve_reconciler(
 
     Logs `credits.reconcile` (info) with the counts, plus one `credits.discrepancy` error
     line per discrepancy. A database error is logged as `credits.reconcile_failed` and the
-    audit is tried again next interval. Holds no resources between runs.
+    audit is tried again next interval. Holds no resources between runs. Raises ValueError
+    at once for an interval that is not positive.
     """
+    if not interval_s > 0:
+        raise ValueError(f"the reconcile interval must be positive, not {interval_s}")
     task_status.started()
     while True:
         await trio.sleep(interval_s)

@@ -173,7 +173,7 @@ class LedgerMachine(RuleBasedStateMachine):
 async def test_the_ledger_behaves_like_its_model(store: Store) -> None:
     def run() -> None:
         run_state_machine_as_test(
-            lambda: LedgerMachine(store),  # type: ignore[arg-type,return-value]
+            lambda: LedgerMachine(store),
             settings=settings(max_examples=15, stateful_step_count=12, deadline=None),
         )
 

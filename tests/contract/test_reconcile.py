@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
+import math
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from lumiku.credits import ledger
 from lumiku.credits.reconcile import LEDGER_CHECKS, Check, Discrepancy, reconcile, serve_reconciler
@@ -86,9 +91,10 @@ async def test_entries_with_the_wrong_sign_are_reported(store: Store) -> None:
 async def test_duplicate_references_are_reported_if_the_index_is_gone(store: Store) -> None:
     users = await busy_ledger(store)
     await store.execute(LQ.drop_ref_index)
-    async with store.transaction() as tx:
-        await ledger.grant(tx, user_id=users[1], amount=5, ref_type="payment", ref_id="p")
-        await ledger.grant(tx, user_id=users[1], amount=5, ref_type="payment", ref_id="p")
+    now = datetime.now(UTC)
+    # +5 then -5: the balance and the newest entry still agree; only the reference repeats.
+    await store.execute(LQ.insert_raw_entry, users[1], 5, 5, "adjustment", "payment", "p", now)
+    await store.execute(LQ.insert_raw_entry, users[1], -5, 0, "adjustment", "payment", "p", now)
     [found] = (await reconcile(store)).discrepancies
     assert (found.kind, found.user_id, found.expected, found.actual) == ("unique_refs", None, 1, 2)
     assert "payment:p" in found.detail
@@ -104,40 +110,104 @@ async def test_more_checks_can_be_added(store: Store) -> None:
 
 
 def _lines(output: io.StringIO) -> list[dict]:
-    return [json.loads(line) for line in output.getvalue().splitlines()]
+    return [
+        line
+        for line in map(json.loads, output.getvalue().splitlines())
+        if line["logger"] == "lumiku.credits.reconcile"
+    ]
 
 
-async def test_the_reconciler_logs_each_run(store: Store, autojump_clock: trio.abc.Clock) -> None:
+class Waiter(logging.Handler):
+    """Wakes the test at each line the reconciler logs, noting the (virtual) time.
+
+    The test waits for lines instead of sleeping for a guessed time: under autojump_clock
+    a sleep in the test would race the reconciler's own database I/O.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.send, self.receive = trio.open_memory_channel[float](100)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.send.send_nowait(trio.current_time())
+
+
+@pytest.fixture
+def clock() -> MockClock:
+    """A virtual clock that jumps only when the test says so: opening a PostgreSQL store
+    under autojump would time its connections out in virtual time."""
+    return MockClock(autojump_threshold=math.inf)
+
+
+@contextlib.contextmanager
+def autojump(clock: MockClock) -> Iterator[None]:
+    """Autojump while the block runs (the store is open by then, and closed after)."""
+    clock.autojump_threshold = 0
+    try:
+        yield
+    finally:
+        clock.autojump_threshold = math.inf
+
+
+@pytest.fixture
+def waiter() -> Iterator[Waiter]:
+    handler = Waiter()
+    logger = logging.getLogger("lumiku.credits.reconcile")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+async def test_the_reconciler_logs_a_clean_run_every_interval(
+    store: Store, clock: MockClock, waiter: Waiter
+) -> None:
+    output = io.StringIO()
+    logs.configure("info", "json", stream=output)
+    await busy_ledger(store)
+    with autojump(clock):
+        async with trio.open_nursery() as nursery:
+            started = trio.current_time()
+            await nursery.start(serve_reconciler, store, 3600.0)
+            times = [await waiter.receive.receive() - started for _ in range(2)]
+            nursery.cancel_scope.cancel()
+    assert 3600 <= times[0] < 7200 <= times[1]
+    lines = _lines(output)
+    assert [(line["level"], line["event"]) for line in lines] == [
+        ("info", "credits.reconcile"),
+        ("info", "credits.reconcile"),
+    ]
+    assert {
+        k: lines[0][k] for k in ("ok", "accounts_checked", "entries_checked", "discrepancies")
+    } == {"ok": True, "accounts_checked": 2, "entries_checked": 5, "discrepancies": 0}
+
+
+async def test_the_reconciler_logs_each_discrepancy(
+    store: Store, clock: MockClock, waiter: Waiter
+) -> None:
     output = io.StringIO()
     logs.configure("info", "json", stream=output)
     users = await busy_ledger(store)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(serve_reconciler, store, 3600.0)
-        assert _lines(output) == []  # the first run waits one interval
-        await trio.sleep(3600.5)
-        await store.execute(LQ.set_balance, users[1], 7)
-        await trio.sleep(3600)
-        nursery.cancel_scope.cancel()
-    lines = [line for line in _lines(output) if line["logger"] == "lumiku.credits.reconcile"]
+    await store.execute(LQ.set_balance, users[1], 7)
+    with autojump(clock):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_reconciler, store, 60.0)
+            for _ in range(3):
+                await waiter.receive.receive()
+            nursery.cancel_scope.cancel()
+    lines = _lines(output)
     assert [(line["level"], line["event"]) for line in lines] == [
-        ("info", "credits.reconcile"),
         ("error", "credits.discrepancy"),
         ("error", "credits.discrepancy"),
         ("info", "credits.reconcile"),
     ]
-    assert (lines[0]["ok"], lines[0]["accounts_checked"], lines[0]["entries_checked"]) == (
-        True,
-        2,
-        5,
-    )
-    assert {line["kind"] for line in lines[1:3]} == {
+    assert {line["kind"] for line in lines[:2]} == {
         "balance_equals_entries",
         "newest_entry_matches_balance",
     }
-    assert {(line["user_id"], line["expected"], line["actual"]) for line in lines[1:3]} == {
+    assert {(line["user_id"], line["expected"], line["actual"]) for line in lines[:2]} == {
         (str(users[1]), 0, 7)
     }
-    assert (lines[3]["ok"], lines[3]["discrepancies"]) == (False, 2)
+    assert (lines[2]["ok"], lines[2]["discrepancies"]) == (False, 2)
 
 
 class FlakyStore:
@@ -158,21 +228,23 @@ class FlakyStore:
 
 
 async def test_the_reconciler_survives_a_database_error(
-    store: Store, autojump_clock: trio.abc.Clock
+    store: Store, clock: MockClock, waiter: Waiter
 ) -> None:
     output = io.StringIO()
     logs.configure("info", "json", stream=output)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(serve_reconciler, FlakyStore(store), 60.0)
-        await trio.sleep(125)
-        nursery.cancel_scope.cancel()
-    lines = [line for line in _lines(output) if line["logger"] == "lumiku.credits.reconcile"]
+    with autojump(clock):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_reconciler, FlakyStore(store), 60.0)
+            for _ in range(2):
+                await waiter.receive.receive()
+            nursery.cancel_scope.cancel()
+    lines = _lines(output)
     assert [(line["level"], line["event"]) for line in lines] == [
         ("error", "credits.reconcile_failed"),
         ("info", "credits.reconcile"),
-        ("info", "credits.reconcile"),
     ]
     assert "database went away" in lines[0]["error"]
+    assert lines[1]["ok"] is True
 
 
 @pytest.mark.parametrize("interval_s", [0.0, -1.0])

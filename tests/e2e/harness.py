@@ -50,6 +50,11 @@ class Service:
     def ws_url(self) -> str:
         return self.base_url.replace("http://", "ws://") + "/api/ws"
 
+    async def authed_ws_url(self, email: str = "ws-user@example.com") -> str:
+        """A websocket URL carrying the token of a newly registered user."""
+        body = await register(self.client, email)
+        return f"{self.ws_url}?token={body['token']}"
+
     def log_text(self) -> str:
         return self.log.getvalue()
 

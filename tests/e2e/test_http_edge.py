@@ -240,7 +240,8 @@ async def test_secrets_never_reach_the_logs(service: Service) -> None:
 
 
 async def test_websocket_ping_pong_and_bad_messages(service: Service) -> None:
-    async with connect(service.ws_url) as ws:
+    async with connect(await service.authed_ws_url()) as ws:
+        assert json.loads(await ws.receive())["type"] == "ready"
         await ws.send('{"type":"ping"}')
         assert json.loads(await ws.receive()) == {"type": "pong"}
         await ws.send("not json")
@@ -257,7 +258,8 @@ async def test_server_pings_and_a_closed_websocket_does_not_hold_the_drain(tmp_p
     settings = make_settings(tmp_path, {"LUMIKU_HTTP_WS_PING_INTERVAL_S": "0.2"})
     with trio.fail_after(30):
         async with running_service(settings) as svc:
-            async with connect(svc.ws_url) as ws:
+            async with connect(await svc.authed_ws_url()) as ws:
+                assert json.loads(await ws.receive())["type"] == "ready"
                 assert json.loads(await ws.receive()) == {"type": "ping"}
                 await ws.send('{"type":"pong"}')  # answered pings need no reply
                 assert json.loads(await ws.receive()) == {"type": "ping"}
@@ -267,7 +269,8 @@ async def test_server_pings_and_a_closed_websocket_does_not_hold_the_drain(tmp_p
 
 
 async def test_websocket_closes_with_1001_on_shutdown(service: Service) -> None:
-    async with connect(service.ws_url) as ws:
+    async with connect(await service.authed_ws_url()) as ws:
+        assert json.loads(await ws.receive())["type"] == "ready"
         await ws.send('{"type":"ping"}')
         await ws.receive()
         service.state.request("test")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import time
@@ -11,6 +12,7 @@ import httpx
 import pytest
 import trio
 
+from tests.e2e.harness import register
 from tests.e2e.process import base_env, start
 from tests.e2e.wsclient import Closed, connect
 
@@ -49,7 +51,10 @@ async def test_sigterm_drains_in_flight_requests_then_exits_0(tmp_path: Path) ->
                 async with httpx.AsyncClient(timeout=10) as client:
                     slow_result["response"] = await client.get(f"{base}/api/_test/slow?s=2")
 
-            async with connect(f"ws://127.0.0.1:{port}/api/ws") as ws:
+            async with httpx.AsyncClient(base_url=base) as client:
+                token = (await register(client, "drain@example.com"))["token"]
+            async with connect(f"ws://127.0.0.1:{port}/api/ws?token={token}") as ws:
+                assert json.loads(await ws.receive())["type"] == "ready"
                 nursery.start_soon(slow_request)
                 await service.wait_for("test.slow_started")
                 signalled_at = time.monotonic()

@@ -127,3 +127,53 @@ def test_operator_commands_refuse_a_schema_behind(tmp_path: Path) -> None:
     result = lumiku(tmp_path, "reconcile")  # a fresh SQLite file: nothing migrated
     assert result.returncode == 4
     assert "lumiku migrate" in result.stderr
+
+
+async def test_reconcile_exits_5_naming_an_edited_balance_and_an_orphan_charge(
+    tmp_path: Path, migrated: dict[str, str]
+) -> None:
+    import uuid
+    from datetime import UTC, datetime
+
+    import trio
+
+    from tests.contract.test_ledger import LQ
+    from tests.services import open_test_store
+
+    for email in ("one@example.com", "two@example.com"):
+        created = await trio.to_thread.run_sync(
+            lambda e=email: lumiku(
+                tmp_path, "users", "create", "--email", e, stdin=PASSWORD, env=migrated
+            )
+        )
+        assert created.returncode == 0, created.stderr
+    clean = await trio.to_thread.run_sync(lambda: lumiku(tmp_path, "reconcile", env=migrated))
+    assert clean.returncode == 0
+    assert "consistent" in clean.stdout
+    async with open_test_store(migrated["LUMIKU_DATABASE_URL"], tmp_path) as store:
+        from lumiku.accounts.service import find_user
+
+        one = await find_user(store, email="one@example.com")
+        two = await find_user(store, email="two@example.com")
+        await store.execute(LQ.set_balance, one.id, 175)  # someone edited a balance by hand
+        await store.execute(  # a charge that never moved the balance
+            LQ.insert_raw_entry,
+            two.id,
+            -10,
+            90,
+            "charge",
+            "job",
+            str(uuid.uuid4()),
+            datetime.now(UTC),
+        )
+    audit = await trio.to_thread.run_sync(lambda: lumiku(tmp_path, "reconcile", env=migrated))
+    assert audit.returncode == 5, audit.stdout + audit.stderr
+    lines = [line for line in audit.stdout.splitlines() if line.startswith("DISCREPANCY")]
+    assert any(str(one.id) in line and "175" in line for line in lines)
+    assert any(str(two.id) in line for line in lines)
+    as_json = await trio.to_thread.run_sync(
+        lambda: lumiku(tmp_path, "reconcile", "--json", env=migrated)
+    )
+    assert as_json.returncode == 5
+    users = {d["user_id"] for d in json.loads(as_json.stdout)["discrepancies"]}
+    assert users == {str(one.id), str(two.id)}

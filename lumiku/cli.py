@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 import trio
 
-from lumiku import __version__, config
+from lumiku import __version__, config, exit_codes
 from lumiku.errors import ConfigError, DatabaseError, RedisUnavailable, SchemaMismatch, Unavailable
 from lumiku.observability import logging as logs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_CONFIG: Final = 2
-EXIT_UNREACHABLE: Final = 3
-EXIT_SCHEMA: Final = 4
+EXIT_OK: Final = exit_codes.OK
+EXIT_FAILED: Final = exit_codes.FAILED
+EXIT_CONFIG: Final = exit_codes.CONFIG
+EXIT_UNREACHABLE: Final = exit_codes.UNREACHABLE
+EXIT_SCHEMA: Final = exit_codes.SCHEMA
 
 
 def build_parser() -> argparse.ArgumentParser:

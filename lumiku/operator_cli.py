@@ -11,13 +11,14 @@ import argparse
 import getpass
 import json
 import sys
-import uuid
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import trio
 
+from lumiku import exit_codes
 from lumiku.accounts import service
 from lumiku.credits import ledger
+from lumiku.credits.grants import grant_credits
 from lumiku.credits.reconcile import reconcile
 from lumiku.errors import ClientError, DatabaseError, SchemaMismatch, ValidationFailed
 
@@ -26,12 +27,6 @@ if TYPE_CHECKING:
 
     from lumiku.config import Settings
     from lumiku.deps import Deps
-
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_UNREACHABLE: Final = 3
-EXIT_SCHEMA: Final = 4
-EXIT_DISCREPANCIES: Final = 5
 
 
 def add_commands(
@@ -73,7 +68,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "users":
         password = _read_password(args.password_file)
         if password is None:
-            return EXIT_FAILED
+            return exit_codes.FAILED
         return trio.run(_with_deps, settings, lambda deps: _create_user(deps, args, password))
     if args.command == "credits":
         return trio.run(_with_deps, settings, lambda deps: _grant(deps, args))
@@ -90,10 +85,10 @@ async def _with_deps(settings: Settings, action: Callable[[Deps], Awaitable[int]
             return await action(deps)
     except SchemaMismatch as exc:
         print(f"lumiku: {exc}", file=sys.stderr)
-        return EXIT_SCHEMA
+        return exit_codes.SCHEMA
     except DatabaseError as exc:
         print(f"lumiku: database unavailable: {exc}", file=sys.stderr)
-        return EXIT_UNREACHABLE
+        return exit_codes.UNREACHABLE
 
 
 def _read_password(path: str | None) -> str | None:
@@ -132,34 +127,26 @@ async def _create_user(deps: Deps, args: argparse.Namespace, password: str) -> i
         )
     except ClientError as error:
         _print_problems(error)
-        return EXIT_FAILED
+        return exit_codes.FAILED
     balance = await ledger.balance(deps.store, user.id)
     print(f"created {user.role} {user.email} ({user.id}) with {balance} credits")
-    return EXIT_OK
+    return exit_codes.OK
 
 
 async def _grant(deps: Deps, args: argparse.Namespace) -> int:
-    reason = args.reason.strip()
-    if args.amount < 1 or not reason:
-        print("lumiku: --amount must be >= 1 and --reason non-empty", file=sys.stderr)
-        return EXIT_FAILED
     try:
-        async with deps.store.transaction() as tx:
-            user = await service.find_user(tx, email=args.email)
-            entry = await ledger.grant(
-                tx,
-                user_id=user.id,
-                amount=args.amount,
-                kind="grant",
-                ref_type="operator_grant",
-                ref_id=str(uuid.uuid4()),
-                note=f"{reason} (by operator)",
-            )
+        user, entry = await grant_credits(
+            deps.store,
+            amount=args.amount,
+            reason=args.reason,
+            granted_by="operator",
+            email=args.email,
+        )
     except ClientError as error:
         _print_problems(error)
-        return EXIT_FAILED
+        return exit_codes.FAILED
     print(f"granted {args.amount} credits to {user.email}; balance {entry.balance_after}")
-    return EXIT_OK
+    return exit_codes.OK
 
 
 async def _reconcile(deps: Deps, as_json: bool) -> int:
@@ -176,4 +163,4 @@ async def _reconcile(deps: Deps, as_json: bool) -> int:
             f"checked {report.accounts_checked} accounts and {report.entries_checked} entries: "
             + ("consistent" if report.ok else f"{len(report.discrepancies)} discrepancies")
         )
-    return EXIT_OK if report.ok else EXIT_DISCREPANCIES
+    return exit_codes.OK if report.ok else exit_codes.DISCREPANCIES

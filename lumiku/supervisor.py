@@ -26,7 +26,7 @@ import attrs
 import trio
 import trio_asyncio
 
-from lumiku import __version__
+from lumiku import __version__, exit_codes
 from lumiku.accounts.passwords import Hasher
 from lumiku.config import redact_url
 from lumiku.counters import make_counters
@@ -61,9 +61,9 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 CLOSE_BUDGET_S: Final = 5.0
-EXIT_OK: Final = 0
-EXIT_FAILED: Final = 1
-EXIT_SCHEMA: Final = 4
+EXIT_OK: Final = exit_codes.OK
+EXIT_FAILED: Final = exit_codes.FAILED
+EXIT_SCHEMA: Final = exit_codes.SCHEMA
 
 
 @contextlib.asynccontextmanager

@@ -36,6 +36,7 @@ import trio_asyncio
 from lumiku.config import Settings, load_settings, redact_url
 from lumiku.db.migrate import DEFAULT_SOURCES, MigrationSource
 from lumiku.db.store import Store, open_store
+from lumiku.testing import TcpProxy
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -346,3 +347,16 @@ def redis_url(_redis_problem: str | None) -> str:
     url = os.environ.get("LUMIKU_TEST_REDIS_URL", DEFAULT_REDIS_URL)
     _redis_call(url, ["FLUSHDB"])
     return url
+
+
+@pytest.fixture
+async def redis_proxy(redis_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
+    """A TcpProxy in front of the test Redis, and the Redis URL that goes through it, so a
+    test can take Redis away (`proxy.take_down()`) and bring it back without touching it."""
+    redis = urlsplit(redis_url)
+    assert redis.hostname is not None
+    proxy = TcpProxy(redis.hostname, redis.port or 6379)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(proxy.serve)
+        yield proxy, f"redis://127.0.0.1:{port}{redis.path or '/0'}"
+        nursery.cancel_scope.cancel()

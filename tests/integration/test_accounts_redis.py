@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import pytest
 import trio
 
 from lumiku.testing import TcpProxy
@@ -71,17 +69,6 @@ async def test_login_rate_limit_is_shared_and_sixth_is_429(
     assert 0 < int(sixth.headers["retry-after"]) <= 900
     assert sixth.headers["ratelimit-remaining"] == "0"
     assert int(sixth.headers["ratelimit-reset"]) <= 900
-
-
-@pytest.fixture
-async def redis_proxy(redis_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
-    redis = urlsplit(redis_url)
-    assert redis.hostname is not None
-    proxy = TcpProxy(redis.hostname, redis.port or 6379)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(proxy.serve)
-        yield proxy, f"redis://127.0.0.1:{port}{redis.path or '/0'}"
-        nursery.cancel_scope.cancel()
 
 
 async def test_login_fails_closed_and_liveness_open_when_redis_is_down(

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -26,18 +25,6 @@ from lumiku.redis import Client, open_redis
 from lumiku.shutdown import ShutdownState
 from lumiku.testing import TcpProxy
 from tests.e2e.harness import make_settings
-
-
-@pytest.fixture
-async def redis_proxy(redis_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
-    """A TcpProxy in front of the test Redis, and the Redis URL that goes through it."""
-    redis = urlsplit(redis_url)
-    assert redis.hostname is not None
-    proxy = TcpProxy(redis.hostname, redis.port or 6379)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(proxy.serve)
-        yield proxy, f"redis://127.0.0.1:{port}{redis.path or '/0'}"
-        nursery.cancel_scope.cancel()
 
 
 @pytest.fixture

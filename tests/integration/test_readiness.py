@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
-import pytest
 import trio
 
 from lumiku.testing import TcpProxy
 from tests.e2e.harness import Service, make_settings, running_service
-
-
-@pytest.fixture
-async def redis_proxy(redis_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
-    """A TcpProxy in front of the test Redis, and the Redis URL that goes through it."""
-    redis = urlsplit(redis_url)
-    assert redis.hostname is not None
-    proxy = TcpProxy(redis.hostname, redis.port or 6379)
-    async with trio.open_nursery() as nursery:
-        port = await nursery.start(proxy.serve)
-        yield proxy, f"redis://127.0.0.1:{port}{redis.path or '/0'}"
-        nursery.cancel_scope.cancel()
 
 
 async def wait_for_status(service: Service, status: int, within_s: float) -> httpx.Response:

@@ -49,6 +49,12 @@ def add_commands(
         help="read the password from FILE (else prompt, or one line of stdin)",
     )
 
+    tag = users_commands.add_parser("tag", help="add or remove tags (e.g. enterprise_unlimited)")
+    config_arg(tag)
+    tag.add_argument("--email", required=True)
+    tag.add_argument("--add", action="append", default=[], metavar="TAG")
+    tag.add_argument("--remove", action="append", default=[], metavar="TAG")
+
     credits = commands.add_parser("credits", help="credit operations")
     credits_commands = credits.add_subparsers(
         dest="credits_command", metavar="SUBCOMMAND", required=True
@@ -65,6 +71,8 @@ def add_commands(
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "users" and args.users_command == "tag":
+        return trio.run(_with_deps, settings, lambda deps: _tag(deps, args))
     if args.command == "users":
         password = _read_password(args.password_file)
         if password is None:
@@ -130,6 +138,16 @@ async def _create_user(deps: Deps, args: argparse.Namespace, password: str) -> i
         return exit_codes.FAILED
     balance = await ledger.balance(deps.store, user.id)
     print(f"created {user.role} {user.email} ({user.id}) with {balance} credits")
+    return exit_codes.OK
+
+
+async def _tag(deps: Deps, args: argparse.Namespace) -> int:
+    try:
+        user = await service.change_tags(deps, email=args.email, add=args.add, remove=args.remove)
+    except ClientError as error:
+        _print_problems(error)
+        return exit_codes.FAILED
+    print(f"{user.email} tags: {', '.join(sorted(user.tags)) or '(none)'}")
     return exit_codes.OK
 
 

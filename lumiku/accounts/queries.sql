@@ -28,3 +28,7 @@ UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = $3
 
 -- name: set_role
 UPDATE users SET role = $2, updated_at = $3 WHERE id = $1
+
+-- name: set_tags
+UPDATE users SET tags = $2, updated_at = $3 WHERE id = $1
+RETURNING id, email, name, role, tags, token_version, created_at

@@ -36,7 +36,7 @@ from lumiku.errors import (
 from lumiku.observability.logging import get_logger
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from lumiku.db.store import Executor
     from lumiku.deps import Deps
@@ -239,6 +239,29 @@ async def find_user(
     if row is None:
         raise NotFound("No such user.")
     return User.from_row(row)
+
+
+TAG_MAX: Final = 50
+_TAG: Final = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+async def change_tags(
+    deps: Deps, *, email: str, add: Iterable[str] = (), remove: Iterable[str] = ()
+) -> User:
+    """Add and remove tags (lower-case `[a-z0-9_.-]`, at most 50 chars) of the user with
+    `email`, in one transaction. Raises ValidationFailed, NotFound."""
+    add, remove = [t.strip().lower() for t in add], [t.strip().lower() for t in remove]
+    bad = [t for t in (*add, *remove) if len(t) > TAG_MAX or not _TAG.match(t)]
+    if bad:
+        raise ValidationFailed([FieldError("tags", f"{t!r} is not a valid tag") for t in bad])
+    async with deps.store.transaction() as tx:
+        user = await find_user(tx, email=email)
+        tags = sorted((user.tags | set(add)) - set(remove))
+        row = await tx.fetch_one(Q.set_tags, user.id, tags, _now())
+    assert row is not None
+    changed = User.from_row(row)
+    log.info("accounts.tags_changed", user_id=str(changed.id), tags=sorted(changed.tags))
+    return changed
 
 
 @attrs.frozen

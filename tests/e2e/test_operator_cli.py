@@ -177,3 +177,42 @@ async def test_reconcile_exits_5_naming_an_edited_balance_and_an_orphan_charge(
     assert as_json.returncode == 5
     users = {d["user_id"] for d in json.loads(as_json.stdout)["discrepancies"]}
     assert users == {str(one.id), str(two.id)}
+
+
+def test_users_tag_adds_and_removes_tags(tmp_path: Path, migrated: dict[str, str]) -> None:
+    assert (
+        lumiku(
+            tmp_path, "users", "create", "--email", "t@example.com", stdin=PASSWORD, env=migrated
+        ).returncode
+        == 0
+    )
+    added = lumiku(
+        tmp_path,
+        "users",
+        "tag",
+        "--email",
+        "t@example.com",
+        "--add",
+        "Enterprise_Unlimited",
+        "--add",
+        "beta_tester",
+        env=migrated,
+    )
+    assert added.returncode == 0, added.stderr
+    assert "tags: beta_tester, enterprise_unlimited" in added.stdout
+    removed = lumiku(
+        tmp_path,
+        "users",
+        "tag",
+        "--email",
+        "t@example.com",
+        "--remove",
+        "beta_tester",
+        env=migrated,
+    )
+    assert "tags: enterprise_unlimited" in removed.stdout
+    bad = lumiku(
+        tmp_path, "users", "tag", "--email", "t@example.com", "--add", "no spaces!", env=migrated
+    )
+    assert bad.returncode == 1
+    assert "not a valid tag" in bad.stderr

@@ -8,6 +8,7 @@ import attrs
 
 if TYPE_CHECKING:
     from lumiku.accounts.passwords import Hasher
+    from lumiku.apps.registry import Registry
     from lumiku.config import Settings
     from lumiku.counters import Counters
     from lumiku.db.store import Store
@@ -33,3 +34,4 @@ class Deps:
     hasher: Hasher
     counters: Counters
     limiter: RateLimiter
+    apps: Registry

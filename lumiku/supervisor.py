@@ -28,6 +28,7 @@ import trio_asyncio
 
 from lumiku import __version__, exit_codes
 from lumiku.accounts.passwords import Hasher
+from lumiku.apps.registry import Registry
 from lumiku.config import redact_url
 from lumiku.counters import make_counters
 from lumiku.credits.reconcile import serve_reconciler
@@ -103,11 +104,13 @@ async def run(
     *,
     blueprints: Iterable[Blueprint] = (),
     state: ShutdownState | None = None,
+    apps: Registry | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> int:
     """Run the service until SIGTERM/SIGINT (or `state.request`); return the exit code.
 
-    `task_status` receives the bound addresses once the service is ready (tests, benches).
+    `task_status` receives the bound addresses once the service is ready (tests, benches);
+    `apps` is the registry of apps to serve (tests register their own).
     Cleans up everything it opened, even when forced: resources close in a shielded scope
     bounded by CLOSE_BUDGET_S. Logs `service.ready` once serving and `service.stopped` last.
     """
@@ -125,7 +128,7 @@ async def run(
             database=redact_url(settings.database.url),
         )
         try:
-            code = await _run_service(settings, state, notifier, blueprints, task_status)
+            code = await _run_service(settings, state, notifier, blueprints, apps, task_status)
         except Exception:  # a bug: into the JSON log with its trace, not onto stderr
             log.exception("service.crashed")
             code = EXIT_FAILED
@@ -142,6 +145,7 @@ async def _run_service(
     state: ShutdownState,
     notifier: Notifier,
     blueprints: Iterable[Blueprint],
+    apps: Registry | None,
     task_status: trio.TaskStatus[list[str]],
 ) -> int:
     # Resources such as coredis's pool are nurseries: they must be exited under the same
@@ -155,7 +159,9 @@ async def _run_service(
             try:
                 async with contextlib.AsyncExitStack() as stack:
                     try:
-                        deps = await stack.enter_async_context(open_deps(settings, state))
+                        deps = await stack.enter_async_context(
+                            open_deps(settings, state, apps=apps)
+                        )
                         phase["starting"] = False
                         await _serve(deps, notifier, blueprints, task_status)
                     finally:
@@ -206,7 +212,11 @@ class RateStatus:
 
 @contextlib.asynccontextmanager
 async def open_deps(
-    settings: Settings, state: ShutdownState | None = None, *, migrate: bool = True
+    settings: Settings,
+    state: ShutdownState | None = None,
+    *,
+    migrate: bool = True,
+    apps: Registry | None = None,
 ) -> AsyncIterator[Deps]:
     """Open every resource in start order (database and migrations, Redis, storage) and yield
     the `Deps` over them; closes them in reverse. Operator commands pass `migrate=False` and
@@ -234,6 +244,7 @@ async def open_deps(
             hasher=Hasher.from_settings(settings.auth),
             counters=counters,
             limiter=RateLimiter(settings.ratelimit, counters),
+            apps=apps or Registry(),
         )
 
 

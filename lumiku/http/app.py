@@ -8,6 +8,7 @@ from quart import Blueprint, request
 from quart_trio import QuartTrio
 
 from lumiku.accounts import routes as accounts_routes
+from lumiku.apps import routes as apps_routes
 from lumiku.credits import routes as credits_routes
 from lumiku.http import health, ws
 from lumiku.http.context import DEPS_KEY
@@ -43,6 +44,9 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
     app.register_blueprint(ws.blueprint)
     app.register_blueprint(accounts_routes.blueprint)
     app.register_blueprint(credits_routes.blueprint)
+    app.register_blueprint(apps_routes.blueprint)
+    for app_blueprint in deps.apps.blueprints():
+        app.register_blueprint(app_blueprint)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return EdgeMiddleware(app, deps.settings, health.probes(deps))  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ import trio
 from quart import Blueprint
 
 from lumiku import supervisor
+from lumiku.apps.registry import Registry
 from lumiku.config import Settings, load_settings
 from lumiku.observability import logging as logs
 from lumiku.shutdown import ShutdownState
@@ -91,7 +92,9 @@ def bearer(token: str) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def running_service(
-    settings: Settings, blueprints: Iterable[Blueprint] | None = None
+    settings: Settings,
+    blueprints: Iterable[Blueprint] | None = None,
+    apps: Registry | None = None,
 ) -> AsyncIterator[Service]:
     """The real service with the test routes, its log captured; stopped gracefully on exit."""
     log = io.StringIO()
@@ -99,7 +102,7 @@ async def running_service(
     state = ShutdownState()
     routes = list(blueprints) if blueprints is not None else [routes_for_tests()]
     async with trio.open_nursery() as nursery:
-        run = partial(supervisor.run, settings, blueprints=routes, state=state)
+        run = partial(supervisor.run, settings, blueprints=routes, state=state, apps=apps)
         addresses = await nursery.start(run)
         async with httpx.AsyncClient(base_url=addresses[0], timeout=10) as client:
             yield Service(addresses[0], client, state, log, settings)

@@ -1,0 +1,1 @@
+"""Apps: the plugins users come for (SPEC §8), registered in `registry.py`."""

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from lumiku.config import Settings
     from lumiku.counters import Counters
     from lumiku.db.store import Store
+    from lumiku.events import EventBus
     from lumiku.http.ratelimit import RateLimiter
     from lumiku.observability.health import Health
     from lumiku.redis import Client
@@ -35,3 +36,5 @@ class Deps:
     counters: Counters
     limiter: RateLimiter
     apps: Registry
+    events: EventBus
+    instance_id: str  # unique per process: event de-duplication, worker ids

@@ -128,3 +128,94 @@ async def counter_clear(client: Client, key: str, timeout_s: float = COUNTER_TIM
     """Forget `key`'s counter (a successful login clears its failures)."""
     with map_redis_errors(), trio.fail_after(timeout_s):
         await client.delete([key])
+
+
+# --- Job events (lumiku.events.RedisBus) ------------------------------------------------
+
+EVENTS_TIMEOUT_S: Final = 1.0
+
+# Append to the job's capped stream (entry id `<seq>-0`, so a replay is one XRANGE from
+# `<after_seq + 1>-0`), refresh its TTL, and PUBLISH: one round trip, atomic. An entry id
+# not above the stream's last one (a duplicate or stale seq) is not stored but still
+# published; the reply says whether it was stored.
+_PUBLISH_EVENT: Final = Script[bytes](
+    script="""
+local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[2], 'e', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
+if type(added) == 'table' and added.err then
+  return 0
+end
+return 1
+"""
+)
+
+
+async def publish_event(
+    client: Client,
+    stream_key: str,
+    seq: int,
+    entry: str,
+    channel: str,
+    message: str,
+    *,
+    max_len: int,
+    ttl_s: int,
+    timeout_s: float = EVENTS_TIMEOUT_S,
+) -> bool:
+    """Store `entry` as `seq` in the stream `stream_key` and PUBLISH `message` on `channel`.
+
+    The stream keeps about `max_len` entries and lives `ttl_s` after its last event. Returns
+    False when `seq` was not above the stream's last entry (not stored, still published).
+    Raises `RedisUnavailable` when Redis fails or does not answer within `timeout_s`.
+    """
+    if seq < 1:
+        raise ValueError("stream entries start at seq 1")
+    with map_redis_errors(), trio.fail_after(timeout_s):
+        reply: object = await _PUBLISH_EVENT(
+            keys=[stream_key],
+            args=[max_len, f"{seq}-0", entry, ttl_s, channel, message],
+            client=client,
+        )
+    return reply == 1
+
+
+async def read_stream_after(
+    client: Client, stream_key: str, after_seq: int, timeout_s: float = EVENTS_TIMEOUT_S
+) -> list[bytes]:
+    """The entries `publish_event` stored in `stream_key` with seq > `after_seq`, in order."""
+    with map_redis_errors(), trio.fail_after(timeout_s):
+        entries = await client.xrange(stream_key, f"{max(after_seq, 0) + 1}-0", "+")
+    found = (entry.field_values.get(b"e") for entry in entries)
+    return [value for value in found if isinstance(value, bytes)]
+
+
+class ChannelSubscription:
+    """The messages of one subscribed channel; see `open_subscription`."""
+
+    def __init__(self, pubsub: coredis.patterns.pubsub.PubSub[bytes]) -> None:
+        self._pubsub = pubsub
+
+    async def receive(self) -> bytes:
+        """The next message's payload; waits for one."""
+        with map_redis_errors():
+            while True:
+                message = await self._pubsub.get_message()
+                if message is not None and message["type"] == "message":
+                    data = message["data"]
+                    return data if isinstance(data, bytes) else str(data).encode()
+
+
+@contextlib.asynccontextmanager
+async def open_subscription(client: Client, channel: str) -> AsyncIterator[ChannelSubscription]:
+    """Subscribe one dedicated connection to `channel`; unsubscribe and release it on exit.
+
+    Returns once Redis has acknowledged the subscription. coredis's own silent reconnect is
+    turned off: a lost connection cancels the body and raises `RedisUnavailable` here, and
+    the caller decides how to back off (`events.RedisBus.serve_fanout`).
+    """
+    with map_redis_errors(), unwrapping_sole_exception():  # the pubsub is a nursery
+        async with client.pubsub(
+            channels=[channel], ignore_subscribe_messages=True, retry_policy=None
+        ) as pubsub:
+            yield ChannelSubscription(pubsub)

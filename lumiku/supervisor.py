@@ -8,6 +8,7 @@ run
  └─ services nursery
       ├─ systemd.serve_watchdog        WATCHDOG=1 while loops progress, EXTEND_TIMEOUT_USEC
       ├─ credits.serve_reconciler      the daily ledger audit, logged
+      ├─ events.serve_fanout           ONE Redis subscription → this instance's subscribers
       └─ http nursery: serve_http      returns once drained; then the rest is cancelled
 ```
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
@@ -26,7 +28,7 @@ import attrs
 import trio
 import trio_asyncio
 
-from lumiku import __version__, exit_codes
+from lumiku import __version__, events, exit_codes
 from lumiku.accounts.passwords import Hasher
 from lumiku.apps.registry import Registry
 from lumiku.config import redact_url
@@ -235,6 +237,7 @@ async def open_deps(
         await trio.to_thread.run_sync(partial(os.makedirs, settings.storage.path, exist_ok=True))
         state = state or ShutdownState()
         counters = make_counters(redis)
+        instance_id = uuid.uuid4().hex
         yield Deps(
             settings=settings,
             store=store,
@@ -245,6 +248,8 @@ async def open_deps(
             counters=counters,
             limiter=RateLimiter(settings.ratelimit, counters),
             apps=apps or Registry(),
+            events=events.make_bus(redis, instance_id),
+            instance_id=instance_id,
         )
 
 

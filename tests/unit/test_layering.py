@@ -61,9 +61,12 @@ def reads_environment(path: Path) -> bool:
             and node.attr in ("environ", "getenv", "environb")
         ):
             return True
-        if isinstance(node, ast.ImportFrom) and node.module == "os":
-            if any(alias.name in ("environ", "getenv") for alias in node.names):
-                return True
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and any(alias.name in ("environ", "getenv") for alias in node.names)
+        ):
+            return True
     return False
 
 

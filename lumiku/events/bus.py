@@ -1,0 +1,301 @@
+"""The event bus: publish a job's events, deliver them to its owner's sockets, replay them.
+
+```
+InProcessBus (embedded)        publish → JobRings + local Subscribers
+RedisBus (scale-out, §15)      publish → local Subscribers + JobRings (this instance)
+                                       → XADD lumiku:events:job:<id> + PUBLISH lumiku:events
+                               serve_fanout: ONE subscription to lumiku:events per instance
+                                       → local Subscribers (other instances' events only)
+```
+
+Why RedisBus delivers locally itself and skips its own messages in the fan-out (rather than
+delivering only through the fan-out): the sockets on the instance that runs a job then get
+its events at once and in order whether or not Redis, or just this instance's subscription,
+is up (SPEC §7: Redis down → events still reach sockets on the instance running the job), and
+nothing is delivered twice. Each published message carries the publisher's `instance_id`,
+which must be unique per process (make one with `uuid.uuid4().hex` at start-up).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
+
+import attrs
+import trio
+
+from lumiku import redis
+from lumiku.errors import RedisUnavailable
+from lumiku.events.local import (
+    BUFFER_EVENTS,
+    RING_AGE_S,
+    RING_EVENTS,
+    JobRings,
+    Subscribers,
+    Subscription,
+    in_seq_order,
+)
+from lumiku.events.model import SNAPSHOT, Event
+from lumiku.observability.logging import get_logger
+
+if TYPE_CHECKING:
+    from lumiku.redis import Client
+
+log = get_logger(__name__)
+
+CHANNEL: Final = "lumiku:events"
+STREAM_PREFIX: Final = "lumiku:events:job:"
+BACKOFF_MIN_S: Final = 0.5
+BACKOFF_MAX_S: Final = 5.0
+
+
+@attrs.frozen
+class BusStatistics:
+    """A snapshot of a bus's counters (for metrics) and state (for readiness)."""
+
+    published: int
+    delivered: int
+    dropped_overflow: int
+    overflows: int
+    redis_failures: int
+    subscribers: int
+    fanout_connected: bool | None  # None: no Redis (in-process bus)
+
+
+class EventBus(Protocol):
+    async def publish(self, event: Event) -> None:
+        """Deliver `event` to its user's subscribers and keep it for replay. Never raises
+        for an unavailable Redis (it degrades to this instance), never waits for a client."""
+
+    def subscribe_user(self, user_id: str, *, job_id: str | None = None) -> Subscription:
+        """A subscription to `user_id`'s events (only `job_id`'s when given), registered
+        while entered: `async with bus.subscribe_user(uid) as sub:`."""
+
+    async def replay(self, job_id: str, after_seq: int) -> list[Event]:
+        """The kept events of `job_id` with seq > `after_seq`, in seq order."""
+
+    async def serve_fanout(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Bring other instances' events to this instance's subscribers until cancelled."""
+
+    def statistics(self) -> BusStatistics: ...
+
+
+def _check_publishable(event: Event) -> None:
+    if event.type == SNAPSHOT:
+        raise ValueError("a snapshot is sent to one client, never published")
+    if event.seq < 1:
+        raise ValueError(f"published events have seq ≥ 1, not {event.seq}")
+
+
+class InProcessBus:
+    """The embedded bus: one process, events kept in memory (`JobRings`)."""
+
+    def __init__(
+        self,
+        *,
+        buffer_events: int = BUFFER_EVENTS,
+        ring_events: int = RING_EVENTS,
+        ring_age_s: float = RING_AGE_S,
+    ) -> None:
+        self.subscribers = Subscribers(buffer_events)
+        self.rings = JobRings(ring_events, ring_age_s)
+        self._published = 0
+
+    async def publish(self, event: Event) -> None:
+        _check_publishable(event)
+        self._published += 1
+        self.rings.add(event)
+        self.subscribers.dispatch(event)
+
+    def subscribe_user(self, user_id: str, *, job_id: str | None = None) -> Subscription:
+        return self.subscribers.subscribe(user_id, job_id=job_id)
+
+    async def replay(self, job_id: str, after_seq: int) -> list[Event]:
+        return self.rings.replay(job_id, after_seq)
+
+    async def serve_fanout(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Nothing to fan out within one process: reports started, then waits forever."""
+        task_status.started()
+        await trio.sleep_forever()
+
+    def statistics(self) -> BusStatistics:
+        return BusStatistics(
+            published=self._published,
+            delivered=self.subscribers.delivered,
+            dropped_overflow=self.subscribers.dropped_overflow,
+            overflows=self.subscribers.overflows,
+            redis_failures=0,
+            subscribers=len(self.subscribers),
+            fanout_connected=None,
+        )
+
+
+class RedisBus:
+    """The shared bus: a capped stream per job for replay, one channel for live events.
+
+    Streams live `ring_age_s` after a job's last event and keep about `ring_events` entries
+    (at least that many: trimming is approximate). Redis calls time out after `timeout_s`.
+    Pub/sub channels ignore the Redis database number, so deployments sharing one Redis
+    server need different `channel`s.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        instance_id: str,
+        *,
+        buffer_events: int = BUFFER_EVENTS,
+        ring_events: int = RING_EVENTS,
+        ring_age_s: float = RING_AGE_S,
+        timeout_s: float = redis.EVENTS_TIMEOUT_S,
+        backoff_min_s: float = BACKOFF_MIN_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+        channel: str = CHANNEL,
+    ) -> None:
+        self.instance_id = instance_id
+        self.channel = channel
+        self.subscribers = Subscribers(buffer_events)
+        # This instance's own events: the replay fallback while Redis is down, and the
+        # events published during an outage, which the streams never got.
+        self.rings = JobRings(ring_events, ring_age_s)
+        self._client = client
+        self._ring_events = ring_events
+        self._ttl_s = max(1, round(ring_age_s))
+        self._timeout_s = timeout_s
+        self._backoff_min_s = backoff_min_s
+        self._backoff_max_s = backoff_max_s
+        self._published = 0
+        self._redis_failures = 0
+        self._fanout_connected = False
+
+    async def publish(self, event: Event) -> None:
+        """Deliver locally, keep in this instance's ring, then XADD + PUBLISH in one round
+        trip. Logs `events.publish_failed` (and counts it) when Redis is unavailable."""
+        _check_publishable(event)
+        self._published += 1
+        self.rings.add(event)
+        self.subscribers.dispatch(event)
+        record = event.to_record()
+        message = json.dumps({"instance": self.instance_id, "event": record})
+        try:
+            stored = await redis.publish_event(
+                self._client,
+                STREAM_PREFIX + event.job_id,
+                event.seq,
+                json.dumps(record),
+                self.channel,
+                message,
+                max_len=self._ring_events,
+                ttl_s=self._ttl_s,
+                timeout_s=self._timeout_s,
+            )
+        except RedisUnavailable as exc:
+            self._redis_failures += 1
+            log.warning("events.publish_failed", job_id=event.job_id, seq=event.seq, error=str(exc))
+            return
+        if not stored:
+            log.warning("events.seq_not_stored", job_id=event.job_id, seq=event.seq)
+
+    def subscribe_user(self, user_id: str, *, job_id: str | None = None) -> Subscription:
+        return self.subscribers.subscribe(user_id, job_id=job_id)
+
+    async def replay(self, job_id: str, after_seq: int) -> list[Event]:
+        """The job's stream after `after_seq`, merged with this instance's ring (which holds
+        what was published here while Redis was down); the ring alone when Redis is down."""
+        local = self.rings.replay(job_id, after_seq)
+        try:
+            entries = await redis.read_stream_after(
+                self._client, STREAM_PREFIX + job_id, after_seq, self._timeout_s
+            )
+        except RedisUnavailable as exc:
+            self._redis_failures += 1
+            log.warning("events.replay_degraded", job_id=job_id, error=str(exc))
+            return local
+        stored = []
+        for entry in entries:
+            try:
+                stored.append(Event.from_json(json.loads(entry)))
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                log.warning("events.malformed_entry", job_id=job_id, error=str(exc))
+        return in_seq_order([*stored, *local])
+
+    async def serve_fanout(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Hold this instance's ONE subscription to its channel (`lumiku:events`) and hand
+        each event from another instance to the local subscribers of its user, until
+        cancelled.
+
+        Reports started once subscribed, or after the first failed attempt (a Redis that is
+        down at start-up must not stop the service from starting). When the subscription
+        fails it logs `events.fanout_lost`, waits (0.5 s doubling to 5 s, reset by a
+        successful subscription) and subscribes again; events published meanwhile are
+        missed live and recovered by clients through replay and the snapshot.
+        """
+        delay_s = self._backoff_min_s
+        started = False
+        while True:
+            try:
+                async with redis.open_subscription(self._client, self.channel) as subscription:
+                    self._fanout_connected = True
+                    log.info("events.fanout_subscribed", channel=self.channel)
+                    delay_s = self._backoff_min_s
+                    if not started:
+                        started = True
+                        task_status.started()
+                    while True:
+                        self._dispatch_message(await subscription.receive())
+            except RedisUnavailable as exc:
+                self._redis_failures += 1
+                log.warning("events.fanout_lost", error=str(exc), retry_in_s=delay_s)
+            finally:
+                self._fanout_connected = False
+            if not started:
+                started = True
+                task_status.started()
+            await trio.sleep(delay_s)
+            delay_s = min(delay_s * 2, self._backoff_max_s)
+
+    def _dispatch_message(self, payload: bytes) -> None:
+        try:
+            message: Any = json.loads(payload)
+            if not isinstance(message, dict):
+                raise ValueError("not a JSON object")
+            instance = message.get("instance")
+            event = Event.from_json(message.get("event"))
+        except ValueError as exc:
+            log.warning("events.malformed_message", error=str(exc))
+            return
+        if instance != self.instance_id:
+            self.subscribers.dispatch(event)
+
+    def statistics(self) -> BusStatistics:
+        return BusStatistics(
+            published=self._published,
+            delivered=self.subscribers.delivered,
+            dropped_overflow=self.subscribers.dropped_overflow,
+            overflows=self.subscribers.overflows,
+            redis_failures=self._redis_failures,
+            subscribers=len(self.subscribers),
+            fanout_connected=self._fanout_connected,
+        )
+
+
+def make_bus(client: Client | None, instance_id: str, **options: Any) -> EventBus:
+    """`RedisBus` when Redis is configured, else `InProcessBus`; `options` go to either
+    (`buffer_events`, `ring_events`, `ring_age_s`)."""
+    if client is None:
+        return InProcessBus(**options)
+    return RedisBus(client, instance_id, **options)
+
+
+async def serve_fanout(
+    bus: EventBus, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> NoReturn:
+    """The supervisor's entry point: `await nursery.start(events.serve_fanout, deps.events)`.
+    A no-op that waits forever for the in-process bus; see `RedisBus.serve_fanout`."""
+    await bus.serve_fanout(task_status=task_status)

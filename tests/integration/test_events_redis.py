@@ -1,0 +1,255 @@
+"""RedisBus against a real Redis: cross-instance fan-out, one subscription per instance,
+replay from the streams, and an outage (SPEC §7, §15)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import attrs
+import coredis
+import pytest
+import trio
+import trio.testing
+
+from lumiku import events
+from lumiku.config import RedisSettings
+from lumiku.events import Event, RedisBus
+from lumiku.redis import open_redis
+from lumiku.testing import TcpProxy
+
+GUARD_S = 10
+POLL_S = 0.02
+
+
+def event(seq: int, *, job_id: str = "job-1", user_id: str = "user-1") -> Event:
+    return Event(
+        type=events.PROGRESS,
+        job_id=job_id,
+        user_id=user_id,
+        seq=seq,
+        ts=events.utc_now(),
+        data={"percent": seq, "stage": "render", "completed": seq, "total": 100},
+    )
+
+
+@pytest.fixture
+def channel() -> str:
+    """A channel of the test's own: pub/sub ignores the database number, so another test
+    run using the same Redis server must not be counted or heard."""
+    return f"lumiku:events:test:{uuid.uuid4().hex}"
+
+
+@contextlib.asynccontextmanager
+async def running_buses(
+    channel: str, *urls: str, backoff_min_s: float = 0.5
+) -> AsyncIterator[list[RedisBus]]:
+    """One RedisBus per URL, each on a client of its own, each running its fan-out."""
+    async with contextlib.AsyncExitStack() as stack:
+        buses = []
+        for n, url in enumerate(urls):
+            client = await stack.enter_async_context(open_redis(RedisSettings(url=url)))
+            assert client is not None
+            buses.append(
+                RedisBus(
+                    client,
+                    f"instance-{n}",
+                    channel=channel,
+                    backoff_min_s=backoff_min_s,
+                    backoff_max_s=backoff_min_s * 4,
+                )
+            )
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        for bus in buses:
+            await nursery.start(bus.serve_fanout)
+        yield buses
+        nursery.cancel_scope.cancel()
+
+
+async def receive_seqs(sub: events.Subscription, count: int) -> list[int]:
+    return [(await sub.receive()).seq for _ in range(count)]
+
+
+def nothing_buffered(sub: events.Subscription) -> bool:
+    with contextlib.suppress(trio.WouldBlock):
+        sub.receive_nowait()
+        return False
+    return True
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    """Poll (the caller holds the fail_after guard): only for reconnections, whose timing
+    belongs to the network and the backoff."""
+    while not condition():
+        await trio.sleep(POLL_S)
+
+
+async def numsub(url: str, channel: str) -> int:
+    async with coredis.Redis.from_url(url, verify_version=False) as client:
+        return (await client.pubsub_numsub(channel))[channel.encode()]
+
+
+async def test_events_published_on_a_reach_subscribers_on_b_in_order(
+    redis_url: str, channel: str
+) -> None:
+    with trio.fail_after(GUARD_S):
+        async with (
+            running_buses(channel, redis_url, redis_url) as (a, b),
+            b.subscribe_user("user-1") as on_b,
+            b.subscribe_user("user-2") as other_user_on_b,
+            a.subscribe_user("user-1") as on_a,
+        ):
+            for seq in range(1, 21):
+                await a.publish(event(seq))
+                await a.publish(event(seq, job_id="job-2", user_id="user-2"))
+            assert await receive_seqs(on_b, 20) == list(range(1, 21))
+            assert await receive_seqs(on_a, 20) == list(range(1, 21))
+            # A marker from B, after A's messages on the channel: once A has it, A's fan-out
+            # has seen (and skipped) all of A's own messages, so nothing came twice.
+            await b.publish(event(1, job_id="marker"))
+            assert (await on_a.receive()).job_id == "marker"
+            assert nothing_buffered(on_a)
+            assert (await on_b.receive()).job_id == "marker"
+            assert nothing_buffered(on_b)
+            got = [await other_user_on_b.receive() for _ in range(20)]
+            assert {e.user_id for e in got} == {"user-2"}
+            assert [e.seq for e in got] == list(range(1, 21))
+            assert nothing_buffered(other_user_on_b)
+    assert a.statistics().redis_failures == 0
+    assert a.statistics().published == 40
+
+
+async def test_one_redis_subscription_per_instance_whatever_the_subscribers(
+    redis_url: str, channel: str
+) -> None:
+    with trio.fail_after(GUARD_S):
+        async with running_buses(channel, redis_url, redis_url) as (a, b):
+            assert await numsub(redis_url, channel) == 2
+            async with contextlib.AsyncExitStack() as stack:
+                subs = [
+                    await stack.enter_async_context(
+                        (a if n % 2 else b).subscribe_user(f"user-{n % 5}")
+                    )
+                    for n in range(50)
+                ]
+                assert a.statistics().subscribers + b.statistics().subscribers == 50
+                assert await numsub(redis_url, channel) == 2
+                await a.publish(event(1, user_id="user-3"))
+                for sub in subs:
+                    if sub.user_id == "user-3":
+                        assert (await sub.receive()).seq == 1
+                assert await numsub(redis_url, channel) == 2
+        assert await numsub(redis_url, channel) == 0
+
+
+async def test_replay_after_reconnect_returns_exactly_the_missed_events(
+    redis_url: str, channel: str
+) -> None:
+    with trio.fail_after(GUARD_S):
+        async with running_buses(channel, redis_url, redis_url) as (a, b):
+            async with b.subscribe_user("user-1") as first:
+                for seq in range(1, 6):
+                    await a.publish(event(seq))
+                assert await receive_seqs(first, 5) == [1, 2, 3, 4, 5]
+            for seq in range(6, 13):  # the client is away
+                await a.publish(event(seq))
+            await a.publish(event(1, job_id="job-other"))
+            async with b.subscribe_user("user-1", job_id="job-1") as second:
+                second.resume_from("job-1", 5)
+                replayed = [e for e in await b.replay("job-1", 5) if second.accept(e)]
+                assert [e.seq for e in replayed] == list(range(6, 13))
+                assert replayed[0].user_id == "user-1"
+                assert replayed[0].data == event(6).data
+                await a.publish(event(13))
+                assert (await second.receive()).seq == 13
+            assert [e.seq for e in await b.replay("job-1", 0)] == list(range(1, 14))
+            assert await b.replay("job-1", 13) == []
+            assert await b.replay("job-none", 0) == []
+
+
+async def test_redis_outage_keeps_local_delivery_and_the_fanout_comes_back(
+    redis_proxy: tuple[TcpProxy, str], channel: str
+) -> None:
+    proxy, url = redis_proxy
+    with trio.fail_after(GUARD_S):
+        async with (
+            running_buses(channel, url, url, backoff_min_s=0.05) as (a, b),
+            a.subscribe_user("user-1") as on_a,
+            b.subscribe_user("user-1") as on_b,
+        ):
+            await a.publish(event(1))
+            assert (await on_b.receive()).seq == 1
+            assert (await on_a.receive()).seq == 1
+
+            proxy.take_down()
+            await wait_until(lambda: not b.statistics().fanout_connected)
+            await a.publish(event(2))  # Redis is gone: A's own sockets still get it
+            assert (await on_a.receive()).seq == 2
+            assert a.statistics().redis_failures >= 1
+            assert [e.seq for e in await a.replay("job-1", 0)] == [1, 2]  # A's ring
+
+            proxy.bring_up()
+            await wait_until(lambda: bool(b.statistics().fanout_connected))
+            await wait_until(lambda: bool(a.statistics().fanout_connected))
+            await a.publish(event(3))
+            assert (await on_b.receive()).seq == 3  # 2 was missed live: replay has it
+            assert (await on_a.receive()).seq == 3
+            assert nothing_buffered(on_a)
+            assert [e.seq for e in await a.replay("job-1", 0)] == [1, 2, 3]
+            assert [e.seq for e in await b.replay("job-1", 0)] == [1, 3]
+
+
+async def test_fanout_starts_while_redis_is_down_and_subscribes_when_it_returns(
+    redis_proxy: tuple[TcpProxy, str], redis_url: str, channel: str
+) -> None:
+    proxy, url = redis_proxy
+    proxy.take_down()
+    with trio.fail_after(GUARD_S):
+        async with running_buses(channel, url, redis_url, backoff_min_s=0.05) as (behind, up):
+            assert behind.statistics().fanout_connected is False
+            assert await behind.replay("job-1", 0) == []  # degraded, not an error
+            async with behind.subscribe_user("user-1") as sub:
+                proxy.bring_up()
+                await wait_until(lambda: bool(behind.statistics().fanout_connected))
+                await up.publish(event(1))
+                assert (await sub.receive()).seq == 1
+
+
+async def test_malformed_channel_messages_are_skipped(redis_url: str, channel: str) -> None:
+    with trio.fail_after(GUARD_S):
+        async with (
+            running_buses(channel, redis_url) as (bus,),
+            bus.subscribe_user("user-1") as sub,
+            coredis.Redis.from_url(redis_url, verify_version=False) as raw,
+        ):
+            for junk in (b"not json", b"[1]", b'{"instance": "x", "event": {"seq": 1}}'):
+                await raw.publish(channel, junk)
+            await RedisBus(raw, "elsewhere", channel=channel).publish(event(1))
+            assert (await sub.receive()).seq == 1
+
+
+async def test_streams_are_capped_expire_and_keep_the_first_of_a_seq(
+    redis_url: str, channel: str
+) -> None:
+    with trio.fail_after(GUARD_S):
+        async with (
+            running_buses(channel, redis_url) as (bus,),
+            coredis.Redis.from_url(redis_url, verify_version=False) as raw,
+        ):
+            for seq in range(1, 1201):
+                await bus.publish(event(seq))
+            key = events.STREAM_PREFIX + "job-1"
+            assert 1000 <= await raw.xlen(key) < 1200
+            assert 3500 < await raw.ttl(key) <= 3600
+            kept = [e.seq for e in await bus.replay("job-1", 0)]  # stream ∪ this ring
+            assert kept == list(range(kept[0], 1201))
+            assert kept[0] <= 201  # at least the last 1000
+            other = RedisBus(raw, "elsewhere", channel=channel)
+            assert [e.seq for e in await other.replay("job-1", 1190)] == list(range(1191, 1201))
+            assert [e.seq for e in await other.replay("job-1", 0)] == kept
+
+            first, again = event(1, job_id="job-2"), event(1, job_id="job-2")
+            await bus.publish(first)
+            await bus.publish(attrs.evolve(again, data={"percent": 99}))
+            assert await other.replay("job-2", 0) == [first]

@@ -34,6 +34,13 @@ LumikuError
     │   └── CheckViolation       a CHECK or NOT NULL constraint
     ├── Unavailable              cannot reach or talk to the database
     └── SchemaMismatch           the schema is behind or ahead of this build
+
+The job queue's client errors (lumiku/jobs), drawn apart from the tree above:
+ClientError
+├── Conflict                409
+│   ├── JobFinished         409  JOB_FINISHED (job)
+│   └── IdempotencyKeyInUse 409  IDEMPOTENCY_KEY_IN_USE
+└── IdempotencyKeyReused    422  IDEMPOTENCY_KEY_REUSED
 ```
 
 Lower-level exceptions are translated at the adapter that sees them, `raise ... from exc`,
@@ -292,3 +299,26 @@ def sole_exception(error: BaseException) -> BaseException:
     while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         error = error.exceptions[0]
     return error
+
+
+class JobFinished(Conflict):
+    """The job has finished (succeeded, failed or cancelled); `job` is it, as the client
+    sees it (`job.as_dict()` also travels in `extra`)."""
+
+    code = "JOB_FINISHED"
+    title = "The job has already finished"
+
+    def __init__(self, job: Any, detail: str | None = None) -> None:
+        super().__init__(detail, job=job.as_dict())
+        self.job = job
+
+
+class IdempotencyKeyReused(ClientError):
+    status = 422
+    code = "IDEMPOTENCY_KEY_REUSED"
+    title = "This Idempotency-Key was used with a different request"
+
+
+class IdempotencyKeyInUse(Conflict):
+    code = "IDEMPOTENCY_KEY_IN_USE"
+    title = "A request with this Idempotency-Key is still being processed"

@@ -1,0 +1,205 @@
+-- The job queue (SPEC §6). Every worker write is fenced on (id, attempt, status =
+-- 'running'): a worker that lost its lease matches no row and writes nothing.
+
+-- name: insert_job
+INSERT INTO jobs (id, kind, app, user_id, status, priority, payload, max_attempts, run_after,
+                  progress, cost, event_seq, request_id, idempotency_key, created_at, updated_at)
+VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, 1, $11, $12, $8, $8)
+RETURNING *
+
+-- name: job_by_id
+SELECT * FROM jobs WHERE id = $1
+
+-- name: lock_job
+SELECT * FROM jobs WHERE id = $1 FOR UPDATE
+
+-- name: lock_running
+-- The fence: the row only while this attempt still runs it, locked until the commit.
+SELECT * FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running' FOR UPDATE
+
+-- Idempotency keys ------------------------------------------------------------------------
+
+-- name: reserve_key
+-- A row back: this request owns the key (new, expired, or abandoned while processing).
+-- No row: a live key exists; the primary key decided the race.
+INSERT INTO idempotency_keys (user_id, key, request_hash, status, created_at, expires_at)
+VALUES ($1, $2, $3, 'processing', $4, $5)
+ON CONFLICT (user_id, key) DO UPDATE
+SET request_hash = excluded.request_hash, status = 'processing', job_id = NULL,
+    response = NULL, created_at = excluded.created_at, expires_at = excluded.expires_at
+WHERE idempotency_keys.expires_at <= $4
+   OR (idempotency_keys.status = 'processing' AND idempotency_keys.created_at <= $6)
+RETURNING user_id
+
+-- name: key_by_id
+SELECT user_id, key, request_hash, job_id, status, created_at, expires_at
+FROM idempotency_keys WHERE user_id = $1 AND key = $2
+
+-- name: finish_key
+UPDATE idempotency_keys SET status = 'done', job_id = $4, response = $5
+WHERE user_id = $1 AND key = $2 AND request_hash = $3 AND status = 'processing'
+
+-- name: drop_key
+DELETE FROM idempotency_keys
+WHERE user_id = $1 AND key = $2 AND request_hash = $3 AND status = 'processing'
+
+-- name: purge_keys
+DELETE FROM idempotency_keys WHERE expires_at <= $1
+
+-- Claiming --------------------------------------------------------------------------------
+
+-- name: claim_candidates
+-- Due queued jobs of one kind, best first, without the jobs that would put their user
+-- over the running cap ($3) counting what runs now. SKIP LOCKED passes over rows another
+-- claimer holds; the caller re-checks each user's count under that user's lock.
+WITH due AS (
+    SELECT j.id,
+           row_number() OVER (PARTITION BY j.user_id ORDER BY j.priority DESC, j.id) AS place,
+           (SELECT count(*) FROM jobs r
+            WHERE r.user_id = j.user_id AND r.status = 'running') AS running
+    FROM jobs j
+    WHERE j.status = 'queued' AND NOT j.cancel_requested AND j.kind = $1 AND j.run_after <= $2
+)
+SELECT jobs.id, jobs.user_id
+FROM jobs JOIN due ON due.id = jobs.id
+WHERE due.place + due.running <= $3 AND jobs.status = 'queued'
+ORDER BY jobs.priority DESC, jobs.id
+LIMIT $4
+FOR UPDATE OF jobs SKIP LOCKED
+
+-- name: try_lock_user
+-- Serialises claims for one user across instances until the commit; never waits, so two
+-- claimers cannot deadlock (the loser skips the user this round). The two-key form keeps
+-- these locks apart from the migrator's one-key lock.
+SELECT pg_try_advisory_xact_lock(1862, hashtext($1)) AS locked
+
+-- name: count_running
+SELECT count(*) FROM jobs WHERE user_id = $1 AND status = 'running'
+
+-- name: claim_job
+UPDATE jobs
+SET status = 'running', attempt = attempt + 1, worker_id = $2, lease_expires_at = $3,
+    started_at = $4, updated_at = $4, event_seq = event_seq + 1
+WHERE id = $1 AND status = 'queued' AND NOT cancel_requested
+RETURNING *
+
+-- Worker transitions (fenced) -------------------------------------------------------------
+
+-- name: heartbeat
+UPDATE jobs SET lease_expires_at = $4, updated_at = $5
+WHERE id = $1 AND attempt = $2 AND status = 'running' AND worker_id = $3
+
+-- name: set_progress
+UPDATE jobs SET progress = $3, event_seq = event_seq + 1, updated_at = $4
+WHERE id = $1 AND attempt = $2 AND status = 'running'
+RETURNING event_seq
+
+-- name: finish_job
+-- A terminal transition of a row the caller holds (lock_running / lock_job): $3 status,
+-- $6 credits refunded by this change.
+UPDATE jobs
+SET status = $3, result = $4, error = $5, refunded = refunded + $6, finished_at = $7,
+    updated_at = $7, lease_expires_at = NULL, event_seq = event_seq + 1
+WHERE id = $1 AND attempt = $2
+RETURNING *
+
+-- name: requeue_job
+-- Back to queued ($4: 1 counts the attempt, 0 gives it back). $6: bump event_seq (a
+-- retry announces itself; a shutdown release does not).
+UPDATE jobs
+SET status = 'queued', attempt = attempt - 1 + $4, run_after = $3, error = $5,
+    worker_id = NULL, lease_expires_at = NULL, updated_at = $7, event_seq = event_seq + $6
+WHERE id = $1 AND attempt = $2 AND status = 'running'
+RETURNING *
+
+-- name: request_cancel
+UPDATE jobs SET cancel_requested = true, updated_at = $2 WHERE id = $1 RETURNING *
+
+-- name: requeue_for_admin
+UPDATE jobs
+SET status = 'queued', attempt = 0, run_after = $2, error = NULL, result = NULL,
+    refunded = 0, charges = charges + 1, cancel_requested = false, finished_at = NULL,
+    worker_id = NULL, lease_expires_at = NULL, updated_at = $2, event_seq = event_seq + 1,
+    progress = $3
+WHERE id = $1 AND status = 'failed'
+RETURNING *
+
+-- Reaper ----------------------------------------------------------------------------------
+
+-- name: expired_leases
+SELECT id, attempt FROM jobs
+WHERE status = 'running' AND lease_expires_at <= $1
+ORDER BY lease_expires_at
+LIMIT $2
+FOR UPDATE SKIP LOCKED
+
+-- Listing ---------------------------------------------------------------------------------
+
+-- name: user_jobs_page
+SELECT * FROM jobs
+WHERE user_id = $1 AND id < $2
+  AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR kind = $4)
+ORDER BY id DESC
+LIMIT $5
+
+-- name: admin_jobs_page
+SELECT * FROM jobs
+WHERE id < $1 AND ($2::text IS NULL OR status = $2)
+ORDER BY id DESC
+LIMIT $3
+
+-- Reconciliation (reconcile_checks.py): reads only; each check is one statement. A job's
+-- ledger refs are `job:<id>` (first round) and `job:<id>/<n>`: the first 36 characters
+-- of ref_id are always the job id.
+
+-- name: job_charges_not_matching
+WITH charged AS (
+    SELECT substr(ref_id, 1, 36) AS job_ref, CAST(-sum(delta) AS bigint) AS total
+    FROM credit_entries
+    WHERE kind = 'charge' AND ref_type = 'job'
+    GROUP BY substr(ref_id, 1, 36)
+)
+SELECT j.id, j.user_id, j.cost * j.charges AS expected, coalesce(c.total, 0) AS actual
+FROM jobs j
+LEFT JOIN charged c ON c.job_ref = CAST(j.id AS text)
+WHERE coalesce(c.total, 0) <> j.cost * j.charges
+ORDER BY j.id
+
+-- name: job_refunds_not_matching
+-- Every earlier round ended failed, so it refunded its whole cost.
+WITH refunds AS (
+    SELECT substr(ref_id, 1, 36) AS job_ref, CAST(sum(delta) AS bigint) AS total
+    FROM credit_entries
+    WHERE kind = 'refund' AND ref_type = 'job'
+    GROUP BY substr(ref_id, 1, 36)
+)
+SELECT j.id, j.user_id, j.cost * (j.charges - 1) + j.refunded AS expected,
+       coalesce(r.total, 0) AS actual
+FROM jobs j
+LEFT JOIN refunds r ON r.job_ref = CAST(j.id AS text)
+WHERE coalesce(r.total, 0) <> j.cost * (j.charges - 1) + j.refunded
+ORDER BY j.id
+
+-- name: jobs_not_refunded
+-- Failed: everything undelivered goes back. Cancelled: a partial refund is fine, as long
+-- as the round's refund entry exists.
+SELECT j.id, j.user_id, j.status, j.cost, j.refunded
+FROM jobs j
+WHERE j.refunded < j.cost
+  AND (j.status = 'failed'
+       OR (j.status = 'cancelled' AND NOT EXISTS (
+            SELECT 1 FROM credit_entries e
+            WHERE e.kind = 'refund' AND e.ref_type = 'job'
+              AND e.ref_id = CASE WHEN j.charges = 1 THEN CAST(j.id AS text)
+                                  ELSE CAST(j.id AS text) || '/' || CAST(j.charges AS text) END)))
+ORDER BY j.id
+
+-- name: job_charges_without_job
+SELECT e.id, e.user_id, e.ref_id, e.delta
+FROM credit_entries e
+WHERE e.kind = 'charge' AND e.ref_type = 'job'
+  AND NOT EXISTS (SELECT 1 FROM jobs j WHERE CAST(j.id AS text) = substr(e.ref_id, 1, 36))
+ORDER BY e.id
+
+-- name: count_jobs
+SELECT count(*) FROM jobs

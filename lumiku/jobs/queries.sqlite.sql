@@ -1,0 +1,54 @@
+-- SQLite forms of blocks in queries.sql. No row locks and no SKIP LOCKED: the single
+-- writer transaction (BEGIN IMMEDIATE) already excludes every other writer.
+
+-- name: lock_job
+SELECT * FROM jobs WHERE id = $1
+
+-- name: lock_running
+SELECT * FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running'
+
+-- name: claim_candidates
+WITH due AS (
+    SELECT j.id,
+           row_number() OVER (PARTITION BY j.user_id ORDER BY j.priority DESC, j.id) AS place,
+           (SELECT count(*) FROM jobs r
+            WHERE r.user_id = j.user_id AND r.status = 'running') AS running
+    FROM jobs j
+    WHERE j.status = 'queued' AND NOT j.cancel_requested AND j.kind = $1 AND j.run_after <= $2
+)
+SELECT jobs.id, jobs.user_id
+FROM jobs JOIN due ON due.id = jobs.id
+WHERE due.place + due.running <= $3 AND jobs.status = 'queued'
+ORDER BY jobs.priority DESC, jobs.id
+LIMIT $4
+
+-- name: try_lock_user
+-- The writer transaction is the lock.
+SELECT $1 IS NOT NULL AS "locked [BOOLEAN]"
+
+-- name: expired_leases
+SELECT id, attempt FROM jobs
+WHERE status = 'running' AND lease_expires_at <= $1
+ORDER BY lease_expires_at
+LIMIT $2
+
+-- name: user_jobs_page
+SELECT * FROM jobs
+WHERE user_id = $1 AND id < $2
+  AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR kind = $4)
+ORDER BY id DESC
+LIMIT $5
+
+-- name: admin_jobs_page
+SELECT * FROM jobs
+WHERE id < $1 AND ($2 IS NULL OR status = $2)
+ORDER BY id DESC
+LIMIT $3
+
+-- name: job_charges_without_job
+-- The id column holds the text form, so the primary key index answers the lookup.
+SELECT e.id, e.user_id, e.ref_id, e.delta
+FROM credit_entries e
+WHERE e.kind = 'charge' AND e.ref_type = 'job'
+  AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = substr(e.ref_id, 1, 36))
+ORDER BY e.id

@@ -1,0 +1,221 @@
+"""Submitting a job (SPEC §5.2, §6): the job row, its charge and the app's own row commit in
+ONE transaction, or nothing does.
+
+Idempotency-Key: the key row is written in a short transaction of its own BEFORE the job
+transaction, as `processing`; the `(user_id, key)` primary key decides a race between two
+requests carrying the same key (the loser sees the winner's row: 409 while it processes, a
+replay once done, 422 for another body). The job transaction marks the key `done` with the
+job id; when that transaction fails the key row is deleted, so the client may try again.
+A `processing` row left by a crashed instance is taken over after `KEY_ABANDONED_S`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from lumiku.credits import ledger
+from lumiku.db.queries import load_queries
+from lumiku.errors import (
+    DatabaseError,
+    FieldError,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    ValidationFailed,
+)
+from lumiku.jobs.models import REF_TYPE, Job, Progress, Submission, new_job_id
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+    from uuid import UUID
+
+    from lumiku.credits.ledger import CreditsPolicy
+    from lumiku.db.store import Store, Tx
+
+__all__ = ["KEY_MAX", "KEY_TTL", "purge_idempotency_keys", "submit"]
+
+Q: Final = load_queries("lumiku.jobs")
+
+KEY_MAX: Final = 255
+KEY_TTL: Final = timedelta(hours=24)
+# A key still `processing` this long after it was taken belongs to a request that died.
+KEY_ABANDONED_S: Final = 60.0
+# A reservation can lose to a key that vanishes meanwhile (its request failed); try again.
+_RESERVE_TRIES: Final = 3
+_CLEANUP_TIMEOUT_S: Final = 10.0
+
+
+async def submit(
+    store: Store,
+    *,
+    user_id: UUID,
+    tags: Iterable[str],
+    app: str,
+    kind: str,
+    payload: dict[str, object],
+    cost: int,
+    policy: CreditsPolicy,
+    priority: int = 0,
+    max_attempts: int = 3,
+    request_id: str | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    extra: Callable[[Tx, Job], Awaitable[None]] | None = None,
+) -> Submission:
+    """Queue a job and charge for it in one transaction; with `extra(tx, job)` also the
+    app's own row.
+
+    Writes the job (`queued`, `run_after` now, event_seq 1 for `generation:queued`), one
+    `charge` entry of `policy.cost_for(tags, app, cost)` referenced `job:<id>` (none when
+    that is 0) and what `extra` writes. Refuses with `InsufficientCredits` (nothing
+    written, not even the key), `ValidationFailed` for a bad key, cost or attempts,
+    `IdempotencyKeyReused` when the key came with another `request_hash`, and
+    `IdempotencyKeyInUse` while the key's first request is still being processed. A replay
+    (same key and hash) writes nothing and returns the first job with `replayed=True`.
+    """
+    problems = _check(cost, max_attempts, idempotency_key, request_hash)
+    if problems:
+        raise ValidationFailed(problems)
+    amount = policy.cost_for(tags, app, cost)
+    if idempotency_key is None:
+        job = await _insert_and_charge(
+            store,
+            user_id,
+            app,
+            kind,
+            payload,
+            amount,
+            priority,
+            max_attempts,
+            request_id,
+            None,
+            None,
+            extra,
+        )
+        return Submission(job, replayed=False, charged=amount)
+    assert request_hash is not None
+    replay = await _reserve_key(store, user_id, idempotency_key, request_hash)
+    if replay is not None:
+        return Submission(replay, replayed=True, charged=0)
+    try:
+        job = await _insert_and_charge(
+            store,
+            user_id,
+            app,
+            kind,
+            payload,
+            amount,
+            priority,
+            max_attempts,
+            request_id,
+            idempotency_key,
+            request_hash,
+            extra,
+        )
+    except BaseException:
+        with trio.move_on_after(_CLEANUP_TIMEOUT_S, shield=True):
+            await store.execute(Q.drop_key, user_id, idempotency_key, request_hash)
+        raise
+    return Submission(job, replayed=False, charged=amount)
+
+
+async def purge_idempotency_keys(store: Store, now: datetime) -> int:
+    """Delete the keys expired at `now`; returns how many. Jobs are kept."""
+    return await store.execute(Q.purge_keys, now)
+
+
+def _check(
+    cost: int, max_attempts: int, key: str | None, request_hash: str | None
+) -> list[FieldError]:
+    problems = []
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+        problems.append(FieldError("cost", "must be an integer >= 0"))
+    if max_attempts < 1:
+        problems.append(FieldError("max_attempts", "must be at least 1"))
+    if key is not None:
+        if not 0 < len(key) <= KEY_MAX:
+            problems.append(FieldError("Idempotency-Key", f"must be 1 to {KEY_MAX} characters"))
+        if not request_hash:
+            problems.append(FieldError("request_hash", "is required with an Idempotency-Key"))
+    return problems
+
+
+async def _reserve_key(store: Store, user_id: UUID, key: str, request_hash: str) -> Job | None:
+    """Take the key for this request (None), or the job to replay; raises for a reused or
+    busy key."""
+    for _ in range(_RESERVE_TRIES):
+        now = datetime.now(UTC)
+        abandoned = now - timedelta(seconds=KEY_ABANDONED_S)
+        taken = await store.fetch_val(
+            Q.reserve_key, user_id, key, request_hash, now, now + KEY_TTL, abandoned
+        )
+        if taken is not None:
+            return None
+        row = await store.fetch_one(Q.key_by_id, user_id, key)
+        if row is None:
+            continue  # its request failed and dropped it meanwhile
+        if row["request_hash"] != request_hash:
+            raise IdempotencyKeyReused()
+        if row["status"] != "done" or row["job_id"] is None:
+            raise IdempotencyKeyInUse()
+        job_row = await store.fetch_one(Q.job_by_id, row["job_id"])
+        if job_row is None:
+            raise DatabaseError(f"idempotency key {key!r} names a missing job {row['job_id']}")
+        return Job.from_row(job_row)
+    raise IdempotencyKeyInUse()
+
+
+async def _insert_and_charge(
+    store: Store,
+    user_id: UUID,
+    app: str,
+    kind: str,
+    payload: dict[str, object],
+    amount: int,
+    priority: int,
+    max_attempts: int,
+    request_id: str | None,
+    key: str | None,
+    request_hash: str | None,
+    extra: Callable[[Tx, Job], Awaitable[None]] | None,
+) -> Job:
+    job_id = new_job_id()
+    now = datetime.now(UTC)
+    async with store.transaction() as tx:
+        row = await tx.fetch_one(
+            Q.insert_job,
+            job_id,
+            kind,
+            app,
+            user_id,
+            priority,
+            payload,
+            max_attempts,
+            now,
+            Progress(stage="queued").as_dict(),
+            amount,
+            request_id,
+            key,
+        )
+        assert row is not None
+        job = Job.from_row(row)
+        await ledger.charge(
+            tx,
+            user_id=user_id,
+            amount=amount,
+            ref_type=REF_TYPE,
+            ref_id=job.ref_id,
+            note=f"{app} {kind}",
+        )
+        if extra is not None:
+            await extra(tx, job)
+        if key is not None:
+            marked = await tx.execute(
+                Q.finish_key, user_id, key, request_hash, job.id, job.as_dict()
+            )
+            if not marked:
+                # Taken over as abandoned while this request ran: let the other one win.
+                raise IdempotencyKeyInUse()
+    return job

@@ -1,0 +1,278 @@
+"""State changes of a job after it was queued (SPEC §5.4, §6).
+
+Worker writes are FENCED: each is conditional on `(id, attempt, status = 'running')` and
+returns None / False, writing nothing, when the fence fails, so a worker whose lease was
+lost (and whose job was reaped and claimed again) can never overwrite the job, complete it
+twice or refund twice. Terminal transitions refund in the same transaction, through the
+ledger reference of the current round (`job:<id>`, `job:<id>/<n>` after admin retries),
+which the ledger's UNIQUE index makes exactly-once.
+
+A job whose cancellation was requested never goes back to `queued`: a retry, release or
+reap of it ends it `cancelled` with the undelivered cost refunded.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from lumiku.credits import ledger
+from lumiku.db.queries import load_queries
+from lumiku.errors import JobFinished, NotFound
+from lumiku.jobs.models import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    REF_TYPE,
+    RUNNING,
+    SUCCEEDED,
+    CancelOutcome,
+    Job,
+    JobError,
+    Progress,
+    Transition,
+)
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from lumiku.db.store import Store, Tx
+
+__all__ = [
+    "admin_retry",
+    "cancel",
+    "complete",
+    "fail",
+    "finish_cancelled",
+    "heartbeat",
+    "release",
+    "retry",
+    "set_progress",
+]
+
+Q: Final = load_queries("lumiku.jobs")
+
+
+async def heartbeat(
+    store: Store, job_id: UUID, attempt: int, worker_id: str, lease_s: float, now: datetime
+) -> bool:
+    """Extend the lease to `now + lease_s`; False (nothing written) when the fence fails or
+    another worker holds the job."""
+    lease = now + timedelta(seconds=lease_s)
+    return bool(await store.execute(Q.heartbeat, job_id, attempt, worker_id, lease, now))
+
+
+async def set_progress(store: Store, job_id: UUID, attempt: int, progress: Progress) -> int | None:
+    """Store `progress`, bumping event_seq; the new seq (for `generation:progress`), or
+    None when the fence fails."""
+    seq = await store.fetch_val(
+        Q.set_progress, job_id, attempt, progress.as_dict(), datetime.now(UTC)
+    )
+    return None if seq is None else int(seq)
+
+
+async def complete(
+    store: Store, job_id: UUID, attempt: int, result: Any, *, refund: int = 0
+) -> Transition | None:
+    """`succeeded` with `result`; `refund` (capped at what is left) goes back for work not
+    delivered, in the same transaction. None when the fence fails."""
+    _check_refund(refund)
+    async with store.transaction() as tx:
+        job = await _lock_running(tx, job_id, attempt)
+        if job is None:
+            return None
+        return await _finish(tx, job, SUCCEEDED, result=result, refund=refund)
+
+
+async def fail(
+    store: Store, job_id: UUID, attempt: int, error: JobError, now: datetime
+) -> Transition | None:
+    """`failed` with `error` and the whole undelivered cost refunded, in one transaction.
+    None when the fence fails (also when called twice: the second finds no running job)."""
+    async with store.transaction() as tx:
+        job = await _lock_running(tx, job_id, attempt)
+        if job is None:
+            return None
+        return await _finish(tx, job, FAILED, error=error, refund=job.undelivered, now=now)
+
+
+async def finish_cancelled(
+    store: Store, job_id: UUID, attempt: int, *, refund: int
+) -> Transition | None:
+    """`cancelled`, refunding `refund` (capped at what is left) for the undelivered work.
+    None when the fence fails."""
+    _check_refund(refund)
+    async with store.transaction() as tx:
+        job = await _lock_running(tx, job_id, attempt)
+        if job is None:
+            return None
+        return await _finish(tx, job, CANCELLED, refund=refund)
+
+
+async def retry(
+    store: Store,
+    job_id: UUID,
+    attempt: int,
+    error: JobError,
+    run_after: datetime,
+    *,
+    count_attempt: bool,
+) -> Transition | None:
+    """Back to `queued` until `run_after`, with `error` kept for the client; no refund.
+    `count_attempt=False` (RATE_LIMITED) gives the attempt back. The caller decides whether
+    attempts remain. A job whose cancellation was requested ends `cancelled` instead (full
+    refund). None when the fence fails."""
+    async with store.transaction() as tx:
+        return await requeue(tx, job_id, attempt, error, run_after, count_attempt=count_attempt)
+
+
+async def release(store: Store, job_id: UUID, attempt: int) -> bool:
+    """Shutdown: back to `queued` at once, the attempt given back, no error, no refund, no
+    event. False when the fence fails."""
+    async with store.transaction() as tx:
+        now = datetime.now(UTC)
+        done = await requeue(tx, job_id, attempt, None, now, count_attempt=False, announce=False)
+        return done is not None
+
+
+async def requeue(
+    tx: Tx,
+    job_id: UUID,
+    attempt: int,
+    error: JobError | None,
+    run_after: datetime,
+    *,
+    count_attempt: bool,
+    announce: bool = True,
+) -> Transition | None:
+    """`retry` inside the caller's transaction (the reaper's)."""
+    job = await _lock_running(tx, job_id, attempt)
+    if job is None:
+        return None
+    if job.cancel_requested:
+        return await _finish(tx, job, CANCELLED, refund=job.undelivered)
+    row = await tx.fetch_one(
+        Q.requeue_job,
+        job_id,
+        attempt,
+        run_after,
+        int(count_attempt),
+        None if error is None else error.as_dict(),
+        int(announce),
+        datetime.now(UTC),
+    )
+    assert row is not None
+    moved = Job.from_row(row)
+    return Transition(moved, moved.event_seq)
+
+
+async def fail_in(tx: Tx, job_id: UUID, attempt: int, error: JobError) -> Transition | None:
+    """`fail` inside the caller's transaction (the reaper's)."""
+    job = await _lock_running(tx, job_id, attempt)
+    if job is None:
+        return None
+    return await _finish(tx, job, FAILED, error=error, refund=job.undelivered)
+
+
+async def cancel(store: Store, job_id: UUID, *, user_id: UUID, is_admin: bool) -> CancelOutcome:
+    """Cancel a job of `user_id` (any job for an admin).
+
+    Queued: `cancelled` and the full cost refunded, in one transaction (`immediate`).
+    Running: `cancel_requested` is set; its worker finishes it (not `immediate`); asking
+    again returns the same outcome. Already cancelled: the same outcome again. Refuses
+    with `NotFound` for a missing or someone else's job and `JobFinished` (409, carrying
+    the job) for a succeeded or failed one.
+    """
+    async with store.transaction() as tx:
+        row = await tx.fetch_one(Q.lock_job, job_id)
+        if row is None or (not is_admin and row["user_id"] != user_id):
+            raise NotFound("No such job")
+        job = Job.from_row(row)
+        if job.status == QUEUED:
+            done = await _finish(tx, job, CANCELLED, refund=job.undelivered)
+            return CancelOutcome(done.job, immediate=True)
+        if job.status == RUNNING:
+            if not job.cancel_requested:
+                row = await tx.fetch_one(Q.request_cancel, job_id, datetime.now(UTC))
+                assert row is not None
+                job = Job.from_row(row)
+            return CancelOutcome(job, immediate=False)
+        if job.status == CANCELLED:
+            return CancelOutcome(job, immediate=True)
+    raise JobFinished(job)
+
+
+async def admin_retry(store: Store, job_id: UUID) -> Transition:
+    """Queue a `failed` job again with attempt 0, charging its user `job.cost` again in the
+    same transaction (reference `job:<id>/<n>`, `charges` + 1).
+
+    The price is the one the job was charged (0 stays 0), so that the job's charge entries
+    always sum to `cost × charges`. Refuses with `NotFound`, `JobFinished` (409) for a job
+    that is not `failed`, and `InsufficientCredits` (nothing written) when the user cannot
+    pay.
+    """
+    async with store.transaction() as tx:
+        row = await tx.fetch_one(Q.lock_job, job_id)
+        if row is None:
+            raise NotFound("No such job")
+        job = Job.from_row(row)
+        if job.status != FAILED:
+            raise JobFinished(job, "Only a failed job can be retried")
+        row = await tx.fetch_one(
+            Q.requeue_for_admin, job_id, datetime.now(UTC), Progress(stage="queued").as_dict()
+        )
+        assert row is not None
+        queued = Job.from_row(row)
+        await ledger.charge(
+            tx,
+            user_id=queued.user_id,
+            amount=queued.cost,
+            ref_type=REF_TYPE,
+            ref_id=queued.ref_id,
+            note=f"{queued.app} {queued.kind} (admin retry)",
+        )
+    return Transition(queued, queued.event_seq)
+
+
+async def _lock_running(tx: Tx, job_id: UUID, attempt: int) -> Job | None:
+    row = await tx.fetch_one(Q.lock_running, job_id, attempt)
+    return None if row is None else Job.from_row(row)
+
+
+async def _finish(
+    tx: Tx,
+    job: Job,
+    status: str,
+    *,
+    result: Any = None,
+    error: JobError | None = None,
+    refund: int = 0,
+    now: datetime | None = None,
+) -> Transition:
+    amount = min(refund, job.undelivered)
+    row = await tx.fetch_one(
+        Q.finish_job,
+        job.id,
+        job.attempt,
+        status,
+        result,
+        None if error is None else error.as_dict(),
+        amount,
+        now or datetime.now(UTC),
+    )
+    assert row is not None
+    done = Job.from_row(row)
+    entry = await ledger.refund(
+        tx,
+        user_id=done.user_id,
+        amount=amount,
+        ref_type=REF_TYPE,
+        ref_id=done.ref_id,
+        note=f"{done.app} {done.kind} {status}",
+    )
+    return Transition(done, done.event_seq, 0 if entry is None else amount)
+
+
+def _check_refund(refund: int) -> None:
+    if isinstance(refund, bool) or not isinstance(refund, int) or refund < 0:
+        raise ValueError(f"refund must be an integer >= 0, not {refund!r}")

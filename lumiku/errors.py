@@ -28,6 +28,7 @@ LumikuError
 │   └── Permanent                fail at once
 ├── StorageError                 file storage failed
 ├── RedisUnavailable             Redis cannot be reached or answered (translated in redis.py)
+├── events.Overflowed            a live-event subscriber fell behind (lumiku/events/local.py)
 └── DatabaseError                the database failed (translated in db/postgres.py, db/sqlite.py)
     ├── IntegrityViolation       a constraint rejected the write
     │   ├── UniqueViolation      a UNIQUE / PRIMARY KEY constraint

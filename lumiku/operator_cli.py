@@ -19,8 +19,9 @@ from lumiku import exit_codes
 from lumiku.accounts import service
 from lumiku.credits import ledger
 from lumiku.credits.grants import grant_credits
-from lumiku.credits.reconcile import reconcile
+from lumiku.credits.reconcile import LEDGER_CHECKS, reconcile
 from lumiku.errors import ClientError, DatabaseError, SchemaMismatch, ValidationFailed
+from lumiku.jobs.reconcile_checks import JOB_CHECKS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -168,7 +169,7 @@ async def _grant(deps: Deps, args: argparse.Namespace) -> int:
 
 
 async def _reconcile(deps: Deps, as_json: bool) -> int:
-    report = await reconcile(deps.store)
+    report = await reconcile(deps.store, checks=(*LEDGER_CHECKS, *JOB_CHECKS))
     if as_json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:

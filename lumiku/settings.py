@@ -138,6 +138,17 @@ class RateLimitSettings:
 
 
 @attrs.frozen
+class JobsSettings:
+    per_user_running: int = setting(2, "Most running jobs per user, across all instances.")
+    lease_s: float = setting(30.0, "A claimed job's lease; renewed every lease/3 by heartbeats.")
+    backoff_s: float = setting(
+        10.0, "First retry delay of a TRANSIENT failure; doubles per attempt."
+    )
+    backoff_max_s: float = setting(600.0, "Longest retry delay.")
+    poll_s: float = setting(1.0, "Workers look for due jobs at least this often.")
+
+
+@attrs.frozen
 class HealthSettings:
     readiness_cache_s: float = setting(1.0, "Readiness results are reused for this long.")
     check_timeout_s: float = setting(0.5, "Each readiness dependency check times out after this.")
@@ -199,6 +210,7 @@ class Settings:
     auth: AuthSettings = attrs.field(factory=AuthSettings)
     credits: CreditsSettings = attrs.field(factory=CreditsSettings)
     ratelimit: RateLimitSettings = attrs.field(factory=RateLimitSettings)
+    jobs: JobsSettings = attrs.field(factory=JobsSettings)
     health: HealthSettings = attrs.field(factory=HealthSettings)
     metrics: MetricsSettings = attrs.field(factory=MetricsSettings)
     payments: PaymentsSettings = attrs.field(factory=PaymentsSettings)

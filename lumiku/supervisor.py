@@ -9,6 +9,8 @@ run
       ├─ systemd.serve_watchdog        WATCHDOG=1 while loops progress, EXTEND_TIMEOUT_USEC
       ├─ credits.serve_reconciler      the daily ledger audit, logged
       ├─ events.serve_fanout           ONE Redis subscription → this instance's subscribers
+      ├─ jobs.serve_workers            claim, run, retry, release on shutdown (a watchdog beacon)
+      ├─ jobs.serve_reaper             expired leases back to the queue or failed (STALLED)
       └─ http nursery: serve_http      returns once drained; then the rest is cancelled
 ```
 
@@ -33,7 +35,7 @@ from lumiku.accounts.passwords import Hasher
 from lumiku.apps.registry import Registry
 from lumiku.config import redact_url
 from lumiku.counters import make_counters
-from lumiku.credits.reconcile import serve_reconciler
+from lumiku.credits.reconcile import LEDGER_CHECKS, serve_reconciler
 from lumiku.db.store import Store, open_store
 from lumiku.deps import Deps
 from lumiku.errors import (
@@ -47,11 +49,14 @@ from lumiku.errors import (
 from lumiku.http.app import create_app
 from lumiku.http.ratelimit import RateLimiter
 from lumiku.http.server import serve_http
+from lumiku.jobs.reaper import serve_reaper
+from lumiku.jobs.reconcile_checks import JOB_CHECKS
+from lumiku.jobs.worker import serve_workers
 from lumiku.observability.health import Health
 from lumiku.observability.logging import get_logger
 from lumiku.redis import open_redis
 from lumiku.shutdown import ShutdownState, watch_signals
-from lumiku.systemd import Notifier, listen_fd_binds, serve_watchdog, watchdog_interval_s
+from lumiku.systemd import Beacon, Notifier, listen_fd_binds, serve_watchdog, watchdog_interval_s
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable
@@ -59,7 +64,6 @@ if TYPE_CHECKING:
     from quart import Blueprint
 
     from lumiku.config import Settings
-    from lumiku.systemd import Beacon
 
 log = get_logger(__name__)
 
@@ -262,7 +266,8 @@ async def _serve(
     settings = deps.settings
     grace_s = settings.shutdown.grace_s
     binds = listen_fd_binds(settings.systemd) or [settings.http.bind]
-    beacons: list[Beacon] = []
+    worker_beacon = Beacon("worker_loop")
+    beacons = [worker_beacon]
     app = create_app(deps, blueprints)
     addresses: list[str] = []
     status = RateStatus(lambda: app.requests_total, lambda: ", ".join(addresses))
@@ -276,7 +281,14 @@ async def _serve(
             grace_s,
             status,
         )
-        await services.start(serve_reconciler, deps.store, settings.credits.reconcile_interval_s)
+        await services.start(
+            partial(serve_reconciler, checks=(*LEDGER_CHECKS, *JOB_CHECKS)),
+            deps.store,
+            settings.credits.reconcile_interval_s,
+        )
+        await services.start(events.serve_fanout, deps.events)
+        workers = await services.start(serve_workers, deps, worker_beacon)
+        await services.start(serve_reaper, deps)
         async with trio.open_nursery() as http:
             addresses += await http.start(
                 serve_http, app, settings.http, binds, deps.shutdown, grace_s
@@ -291,4 +303,7 @@ async def _serve(
                 socket_activated=binds[0].startswith("fd://"),
             )
             task_status.started(addresses)
+        # Step 4 of the shutdown: the workers drain alongside HTTP (grace, then release).
+        with trio.move_on_after(grace_s + CLOSE_BUDGET_S):
+            await workers.drained.wait()
         services.cancel_scope.cancel()

@@ -36,7 +36,10 @@ class JobContext(Protocol):
     def attempt(self) -> int: ...
 
     async def progress(self, completed: int, total: int, stage: str) -> None:
-        """Report progress; the worker stores it (at most every 0.5 s) and publishes events."""
+        """Report progress; the worker stores it and publishes a `generation:progress` event."""
+
+    def deliver(self, cost: int) -> None:
+        """Record that work worth `cost` credits was delivered (what a cancellation keeps)."""
 
 
 @attrs.frozen

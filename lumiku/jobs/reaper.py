@@ -1,0 +1,80 @@
+"""The reaper (SPEC §6): on every instance, every lease/2, jobs whose lease expired (their
+instance crashed or lost the database) go back to the queue with backoff while attempts
+remain, else fail with STALLED and their refund. Each outcome is announced as an event.
+Expired Idempotency-Keys are purged along the way."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final, NoReturn
+
+import trio
+
+from lumiku import events
+from lumiku.errors import DatabaseError
+from lumiku.jobs.queue import reap
+from lumiku.jobs.submit import purge_idempotency_keys
+from lumiku.jobs.worker import wall_clock
+from lumiku.observability.logging import get_logger
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from datetime import datetime
+
+    from lumiku.deps import Deps
+    from lumiku.jobs.models import Transition
+
+log = get_logger(__name__)
+
+PURGE_EVERY_S: Final = 3600.0
+
+
+async def serve_reaper(
+    deps: Deps,
+    *,
+    clock: Callable[[], datetime] = wall_clock,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Reap every `jobs.lease_s / 2` until cancelled; survives database errors (logged)."""
+    settings = deps.settings.jobs
+    task_status.started()
+    next_purge = trio.current_time()
+    while True:
+        await trio.sleep(settings.lease_s / 2)
+        try:
+            for transition in await reap(
+                deps.store,
+                now=clock(),
+                backoff_base_s=settings.backoff_s,
+                backoff_max_s=settings.backoff_max_s,
+            ):
+                await _announce(deps, transition)
+            if trio.current_time() >= next_purge:
+                next_purge = trio.current_time() + PURGE_EVERY_S
+                await purge_idempotency_keys(deps.store, clock())
+        except DatabaseError as exc:
+            log.warning("jobs.reap_failed", error=str(exc))
+
+
+async def _announce(deps: Deps, transition: Transition) -> None:
+    job = transition.job
+    log.warning("jobs.reaped", job_id=str(job.id), status=job.status, attempt=job.attempt)
+    error = job.error.as_dict() if job.error else None
+    if job.status == "queued":
+        kind, data = (
+            events.RETRYING,
+            {"attempt": job.attempt, "run_after": job.run_after.isoformat(), "error": error},
+        )
+    elif job.status == "failed":
+        kind, data = events.FAILED, {"error": error, "credit_refunded": transition.credit_refunded}
+    else:
+        kind, data = events.CANCELLED, {"credit_refunded": transition.credit_refunded}
+    await deps.events.publish(
+        events.Event(
+            type=kind,
+            job_id=str(job.id),
+            user_id=str(job.user_id),
+            seq=transition.event_seq,
+            ts=events.utc_now(),
+            data=data,
+        )
+    )

@@ -1,0 +1,336 @@
+"""The embedded workers (SPEC §6, §1 step 4): claim due jobs, run each in its own cancel
+scope, and turn what the handler did into exactly one fenced transition and its event.
+
+`serve_workers` loops while the service runs: beat the watchdog beacon, claim as many jobs
+as each kind has free slots (the per-user cap holds across instances), start them, then
+wait for a wake-up or the poll interval. Each job gets a heartbeat renewing its lease every
+lease/3 — a failed (fenced) heartbeat means another instance took the job over, so the job
+is cancelled and writes nothing. Handler errors steer what happens next: `Transient` (and
+any unexpected exception, logged with its trace, and timeouts) retries with exponential
+backoff until the attempts run out, `RateLimitedUpstream` retries after the provider's delay
+without counting the attempt, `Permanent` fails at once; failures refund once. On shutdown
+workers stop claiming, running jobs get the grace, and whatever still runs is released back
+to the queue (attempt given back, no refund, no error) for another instance or the next start.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import trio
+
+from lumiku import events
+from lumiku.errors import DatabaseError, Permanent, RateLimitedUpstream, Transient
+from lumiku.jobs import transitions
+from lumiku.jobs.models import JobError, Progress, backoff_s
+from lumiku.jobs.queue import claim
+from lumiku.observability.logging import get_logger, job_id_var
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from uuid import UUID
+
+    from lumiku.apps.registry import JobKind, Outcome
+    from lumiku.deps import Deps
+    from lumiku.jobs.models import Job, Transition
+    from lumiku.systemd import Beacon
+
+log = get_logger(__name__)
+
+CLEANUP_BUDGET_S: Final = 10.0
+SHUTDOWN: Final = "shutdown"
+CANCEL: Final = "cancel"
+LEASE_LOST: Final = "lease_lost"
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def trio_clock() -> Callable[[], datetime]:
+    """A clock that follows trio's (virtual in tests) time from now on."""
+    start, origin = datetime.now(UTC), trio.current_time()
+    return lambda: start + timedelta(seconds=trio.current_time() - origin)
+
+
+@attrs.define
+class Running:
+    scope: trio.CancelScope
+    kind: str
+    reason: str | None = None
+
+
+@attrs.define
+class RunContext:
+    """The `JobContext` a handler receives."""
+
+    worker: Workers
+    job: Job
+    delivered_cost: int = 0
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job.id)
+
+    @property
+    def payload(self) -> Any:
+        return self.job.payload
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+    async def progress(self, completed: int, total: int, stage: str) -> None:
+        progress = Progress.of(completed, total, stage)
+        seq = await transitions.set_progress(
+            self.worker.deps.store, self.job.id, self.job.attempt, progress
+        )
+        if seq is not None:
+            await self.worker.publish(self.job, events.PROGRESS, seq, progress.as_dict())
+
+    def deliver(self, cost: int) -> None:
+        self.delivered_cost += cost
+
+
+@attrs.define
+class Workers:
+    """This instance's workers: what runs here, and how to wake or stop them."""
+
+    deps: Deps
+    beacon: Beacon
+    clock: Callable[[], datetime] = wall_clock
+    running: dict[UUID, Running] = attrs.field(factory=dict)
+    _wake: trio.Event = attrs.field(factory=trio.Event)
+    drained: trio.Event = attrs.field(factory=trio.Event)
+
+    @property
+    def worker_id(self) -> str:
+        return self.deps.instance_id
+
+    def wake(self) -> None:
+        """Look for due jobs now (after a submission, a finished job, a shutdown request)."""
+        self._wake.set()
+
+    def cancel(self, job_id: UUID) -> bool:
+        """Cancel the job if it runs here; it ends `cancelled` with its partial refund."""
+        running = self.running.get(job_id)
+        if running is None:
+            return False
+        running.reason = CANCEL
+        running.scope.cancel()
+        return True
+
+    def statistics(self) -> dict[str, int]:
+        total = sum(kind.concurrency for kind in self.deps.apps.kinds())
+        return {"busy": len(self.running), "total": total}
+
+    async def publish(self, job: Job, kind: str, seq: int, data: dict[str, Any]) -> None:
+        await self.deps.events.publish(
+            events.Event(
+                type=kind,
+                job_id=str(job.id),
+                user_id=str(job.user_id),
+                seq=seq,
+                ts=events.utc_now(),
+                data=data,
+            )
+        )
+
+
+async def serve_workers(
+    deps: Deps,
+    beacon: Beacon,
+    *,
+    clock: Callable[[], datetime] = wall_clock,
+    task_status: trio.TaskStatus[Workers] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run jobs until a shutdown is requested, then drain (see the module docstring) and
+    return; `workers.drained` is set when every job has finished or been released. `clock`
+    dates claims, leases and retries (tests pass `trio_clock()`)."""
+    workers = Workers(deps, beacon, clock)
+    deps.shutdown.on_request(workers.wake)
+    async with trio.open_nursery() as nursery:
+        task_status.started(workers)
+        while not deps.shutdown.draining:
+            beacon.beat()
+            claimed = await _claim(workers)
+            for job in claimed:
+                workers.running[job.id] = Running(trio.CancelScope(), job.kind)
+                nursery.start_soon(_run_job, workers, job)
+            if not claimed:
+                with trio.move_on_after(deps.settings.jobs.poll_s):
+                    await workers._wake.wait()
+                workers._wake = trio.Event()
+        with trio.move_on_after(deps.settings.shutdown.grace_s):
+            while workers.running:
+                beacon.beat()
+                with trio.move_on_after(1):
+                    await workers._wake.wait()
+                workers._wake = trio.Event()
+        for running in workers.running.values():
+            running.reason = SHUTDOWN
+            running.scope.cancel()
+    workers.drained.set()
+
+
+async def _claim(workers: Workers) -> list[Job]:
+    deps = workers.deps
+    busy: dict[str, int] = {}
+    for running in workers.running.values():
+        busy[running.kind] = busy.get(running.kind, 0) + 1
+    slots = {k.name: k.concurrency - busy.get(k.name, 0) for k in deps.apps.kinds()}
+    slots = {name: free for name, free in slots.items() if free > 0}
+    if not slots:
+        return []
+    jobs = deps.settings.jobs
+    try:
+        return await claim(
+            deps.store,
+            worker_id=workers.worker_id,
+            slots=slots,
+            per_user_running=jobs.per_user_running,
+            lease_s=jobs.lease_s,
+            now=workers.clock(),
+        )
+    except DatabaseError as exc:
+        log.warning("jobs.claim_failed", error=str(exc))
+        return []
+
+
+async def _run_job(workers: Workers, job: Job) -> None:
+    job_id_var.set(str(job.id))
+    running = workers.running[job.id]
+    _app, kind = workers.deps.apps.kind(job.kind)
+    context = RunContext(workers, job)
+    outcome: Outcome | BaseException | None = None
+    try:
+        await workers.publish(job, events.STARTED, job.event_seq, {"attempt": job.attempt})
+        with running.scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_heartbeat, workers, job, running)
+                outcome = await _call(kind, context)
+                nursery.cancel_scope.cancel()
+        with trio.CancelScope(shield=True) as cleanup:
+            cleanup.deadline = trio.current_time() + CLEANUP_BUDGET_S
+            await _finish(workers, job, context, outcome, running.reason)
+    finally:
+        del workers.running[job.id]
+        workers.wake()
+
+
+async def _call(kind: JobKind, context: RunContext) -> Outcome | BaseException:
+    try:
+        with trio.fail_after(kind.timeout_s):
+            return await kind.handler(context)
+    except trio.TooSlowError:
+        return Transient(f"the job took longer than {kind.timeout_s} s")
+    except Exception as exc:  # the handler's error decides the retry; never the worker's death
+        if not isinstance(exc, Transient | RateLimitedUpstream | Permanent):
+            log.exception("jobs.handler_crashed", kind=kind.name)
+        return exc
+
+
+async def _heartbeat(workers: Workers, job: Job, running: Running) -> None:
+    lease_s = workers.deps.settings.jobs.lease_s
+    while True:
+        await trio.sleep(lease_s / 3)
+        try:
+            alive = await transitions.heartbeat(
+                workers.deps.store, job.id, job.attempt, workers.worker_id, lease_s, workers.clock()
+            )
+        except DatabaseError as exc:
+            log.warning("jobs.heartbeat_failed", error=str(exc))
+            continue
+        if not alive:
+            log.warning("jobs.lease_lost", attempt=job.attempt)
+            running.reason = LEASE_LOST
+            running.scope.cancel()
+            return
+
+
+async def _finish(
+    workers: Workers,
+    job: Job,
+    context: RunContext,
+    outcome: Outcome | BaseException | None,
+    reason: str | None,
+) -> None:
+    store = workers.deps.store
+    if outcome is None:  # cancelled before the handler returned
+        if reason == SHUTDOWN:
+            await transitions.release(store, job.id, job.attempt)
+        elif reason == CANCEL:
+            refund = max(job.cost - job.refunded - context.delivered_cost, 0)
+            done = await transitions.finish_cancelled(store, job.id, job.attempt, refund=refund)
+            await _announce(workers, done, events.CANCELLED)
+        return  # LEASE_LOST: another instance owns the job now; write nothing
+    if isinstance(outcome, BaseException):
+        await _failed(workers, job, outcome)
+        return
+    refund = min(outcome.undelivered_cost, job.cost - job.refunded)
+    done = await transitions.complete(
+        store, job.id, job.attempt, dict(outcome.result), refund=refund
+    )
+    await _announce(workers, done, events.COMPLETED)
+
+
+async def _failed(workers: Workers, job: Job, error: BaseException) -> None:
+    store, settings = workers.deps.store, workers.deps.settings.jobs
+    if isinstance(error, RateLimitedUpstream):
+        run_after = workers.clock() + timedelta(seconds=error.retry_after_s)
+        done = await transitions.retry(
+            store,
+            job.id,
+            job.attempt,
+            JobError("RATE_LIMITED", str(error), True),
+            run_after,
+            count_attempt=False,
+        )
+        await _announce(workers, done, events.RETRYING)
+        return
+    retryable = not isinstance(error, Permanent)
+    code = (
+        "PERMANENT"
+        if not retryable
+        else ("TIMEOUT" if "longer than" in str(error) else "TRANSIENT")
+    )
+    job_error = JobError(code, str(error) or type(error).__name__, retryable)
+    if retryable and job.attempt < job.max_attempts:
+        delay = backoff_s(job.attempt, settings.backoff_s, settings.backoff_max_s)
+        done = await transitions.retry(
+            store,
+            job.id,
+            job.attempt,
+            job_error,
+            workers.clock() + timedelta(seconds=delay),
+            count_attempt=True,
+        )
+        await _announce(workers, done, events.RETRYING)
+        return
+    done = await transitions.fail(store, job.id, job.attempt, job_error, workers.clock())
+    await _announce(workers, done, events.FAILED)
+
+
+async def _announce(workers: Workers, done: Transition | None, kind: str) -> None:
+    if done is None:  # the fence held: someone else owns the job now
+        return
+    job = done.job
+    data: dict[str, Any]
+    if kind == events.COMPLETED:
+        data = {"result": job.result}
+    elif kind == events.RETRYING:
+        data = {
+            "attempt": job.attempt,
+            "run_after": job.run_after.isoformat(),
+            "error": job.error.as_dict() if job.error else None,
+        }
+    elif kind == events.FAILED:
+        data = {
+            "error": job.error.as_dict() if job.error else None,
+            "credit_refunded": done.credit_refunded,
+        }
+    else:
+        data = {"credit_refunded": done.credit_refunded}
+    await workers.publish(job, kind, done.event_seq, data)

@@ -1,0 +1,267 @@
+"""The embedded workers on SQLite with autojump_clock: retries, error classes, refunds,
+shutdown release, and one terminal event per job."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from lumiku import jobs
+from lumiku.accounts.service import create_user
+from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.credits import ledger
+from lumiku.credits.ledger import CreditsPolicy
+from lumiku.deps import Deps
+from lumiku.errors import Permanent, RateLimitedUpstream, Transient
+from lumiku.events import TERMINAL, Event
+from lumiku.jobs.worker import Workers, serve_workers, trio_clock
+from lumiku.supervisor import open_deps
+from lumiku.systemd import Beacon
+from tests.e2e.harness import STRONG_PASSWORD, make_settings
+
+COST = 10
+
+
+@attrs.define
+class Script:
+    """What the test kind does on each attempt, and what it saw."""
+
+    calls: list[tuple[float, int]] = attrs.field(factory=list)
+
+    async def __call__(self, ctx: JobContext) -> Outcome:
+        plan: list[str] = list(ctx.payload["plan"])
+        self.calls.append((trio.current_time(), ctx.attempt))
+        step = plan[min(len(self.calls), len(plan)) - 1]
+        await ctx.progress(1, 2, "working")
+        if step == "transient":
+            raise Transient("upstream 503")
+        if step == "permanent":
+            raise Permanent("content rejected")
+        if step == "rate_limited":
+            raise RateLimitedUpstream("slow down", retry_after_s=30)
+        if step == "hang":
+            await trio.sleep_forever()
+        return Outcome({"done": True, "attempt": ctx.attempt})
+
+
+@attrs.define
+class World:
+    deps: Deps
+    workers: Workers
+    script: Script
+    user_id: Any
+    received: list[Event]
+
+    async def submit(self, plan: list[str]) -> jobs.Job:
+        submission = await jobs.submit(
+            self.deps.store,
+            user_id=self.user_id,
+            tags=(),
+            app="demo",
+            kind="demo.script",
+            payload={"plan": plan},
+            cost=COST,
+            policy=CreditsPolicy.from_settings(self.deps.settings.credits),
+        )
+        self.workers.wake()
+        return submission.job
+
+    async def until_finished(self, job: jobs.Job) -> jobs.Job:
+        with trio.fail_after(3600):
+            while True:
+                current = await jobs.get_job(
+                    self.deps.store, job.id, user_id=self.user_id, is_admin=False
+                )
+                if current.status in jobs.FINISHED:
+                    return current
+                await trio.sleep(0.5)
+
+    async def balance(self) -> int:
+        return await ledger.balance(self.deps.store, self.user_id)
+
+
+@contextlib.asynccontextmanager
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    script = Script()
+    registry = Registry(
+        [App("demo", "Demo", kinds=(JobKind("demo.script", script, concurrency=2, timeout_s=60),))]
+    )
+    settings = make_settings(tmp_path, {"LUMIKU_JOBS_BACKOFF_S": "10"})
+    async with open_deps(settings, apps=registry) as deps, trio.open_nursery() as nursery:
+        user = await create_user(deps, email="w@example.com", password=STRONG_PASSWORD, credits=100)
+        received: list[Event] = []
+
+        async def listen() -> None:
+            async with deps.events.subscribe_user(str(user.id)) as subscription:
+                while True:
+                    received.append(await subscription.receive())
+
+        nursery.start_soon(listen)
+        workers = await nursery.start(
+            partial(serve_workers, deps, Beacon("workers"), clock=trio_clock())
+        )
+        yield World(deps, workers, script, user.id, received)
+        deps.shutdown.request("test finished")
+        with trio.fail_after(60):
+            await workers.drained.wait()
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+def thread_safe_autojump() -> trio.testing.MockClock:
+    """An autojump clock that jumps only after 20 ms of real idleness: with threshold 0 it
+    would also jump while every task waits on a worker thread (each SQLite statement), firing
+    timeouts in the middle of a query."""
+    return trio.testing.MockClock(autojump_threshold=0.02)
+
+
+def terminal_events(received: list[Event], job: jobs.Job) -> list[Event]:
+    return [e for e in received if e.job_id == str(job.id) and e.type in TERMINAL]
+
+
+async def test_transient_twice_then_success(
+    tmp_path: Path, thread_safe_autojump: trio.testing.MockClock
+) -> None:
+    async with world(tmp_path) as w:
+        job = await w.submit(["transient", "transient", "ok"])
+        done = await w.until_finished(job)
+        assert (done.status, done.attempt, done.refunded) == ("succeeded", 3, 0)
+        assert done.result == {"done": True, "attempt": 3}
+        assert await w.balance() == 100 - COST
+        first, second, third = (t for t, _attempt in w.script.calls)
+        # exponential backoff from jobs.backoff_s (10 s) with equal jitter: the first retry
+        # waits 5-10 s, the second 10-20 s (plus up to one poll interval)
+        assert 5 <= second - first <= 11
+        assert 10 <= third - second <= 21
+        await trio.sleep(1)
+        events = [e for e in w.received if e.job_id == str(job.id)]
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    assert [e.type for e in terminal_events(events, job)] == ["generation:completed"]
+    assert [e.type for e in events].count("generation:retrying") == 2
+
+
+async def test_permanent_fails_at_once_with_one_refund(
+    tmp_path: Path, thread_safe_autojump: trio.testing.MockClock
+) -> None:
+    async with world(tmp_path) as w:
+        job = await w.submit(["permanent"])
+        done = await w.until_finished(job)
+        assert (done.status, done.attempt, done.refunded) == ("failed", 1, COST)
+        assert done.error is not None
+        assert done.error.code == "PERMANENT"
+        assert await w.balance() == 100
+        history = await ledger.history(w.deps.store, w.user_id)
+        assert [e.kind for e in history.entries].count("refund") == 1
+        await trio.sleep(1)
+        (failed,) = terminal_events(w.received, job)
+    assert failed.type == "generation:failed"
+    assert failed.data["credit_refunded"] == COST
+
+
+async def test_rate_limited_waits_and_does_not_count_the_attempt(
+    tmp_path: Path, thread_safe_autojump: trio.testing.MockClock
+) -> None:
+    async with world(tmp_path) as w:
+        job = await w.submit(["rate_limited", "ok"])
+        done = await w.until_finished(job)
+        (first_at, first_attempt), (second_at, second_attempt) = w.script.calls
+    assert done.status == "succeeded"
+    assert second_at - first_at >= 30
+    assert first_attempt == second_attempt == 1
+
+
+async def test_retries_exhausted_fail_and_refund_once(
+    tmp_path: Path, thread_safe_autojump: trio.testing.MockClock
+) -> None:
+    async with world(tmp_path) as w:
+        job = await w.submit(["transient"])
+        done = await w.until_finished(job)
+        assert (done.status, done.attempt, done.refunded) == ("failed", 3, COST)
+        assert len(w.script.calls) == 3
+        assert await w.balance() == 100
+        dead = await jobs.list_admin(w.deps.store, status="failed")
+        assert [j.id for j in dead.jobs] == [job.id]
+        retried = await jobs.admin_retry(w.deps.store, job.id)
+        assert retried.job.status == "queued"
+        assert await w.balance() == 100 - COST  # an admin retry charges again
+
+
+async def test_shutdown_releases_a_job_that_outlives_the_grace(
+    tmp_path: Path, thread_safe_autojump: trio.testing.MockClock
+) -> None:
+    script_calls: list[tuple[float, int]] = []
+    async with world(tmp_path) as w:
+        job = await w.submit(["hang"])
+        with trio.fail_after(60):
+            while not w.workers.running:
+                await trio.sleep(0.1)
+        w.deps.shutdown.request("test")
+        with trio.fail_after(60):
+            await w.workers.drained.wait()
+        released = await jobs.get_job(w.deps.store, job.id, user_id=w.user_id, is_admin=False)
+        script_calls = list(w.script.calls)
+        assert await w.balance() == 100 - COST  # no refund
+    assert released.status == "queued"
+    assert released.attempt == 0  # the interrupted attempt does not count
+    assert released.error is None
+    assert len(script_calls) == 1
+
+
+async def test_reaper_requeues_a_job_whose_instance_vanished(
+    tmp_path: Path, thread_safe_autojump: trio.testing.MockClock
+) -> None:
+    from datetime import timedelta
+
+    from lumiku.jobs.reaper import serve_reaper
+
+    settings = make_settings(tmp_path, {"LUMIKU_JOBS_LEASE_S": "30"})
+    async with open_deps(settings) as deps, trio.open_nursery() as nursery:
+        user = await create_user(deps, email="r@example.com", password=STRONG_PASSWORD, credits=100)
+        submitted = await jobs.submit(
+            deps.store,
+            user_id=user.id,
+            tags=(),
+            app="demo",
+            kind="demo.script",
+            payload={"plan": ["ok"]},
+            cost=COST,
+            policy=CreditsPolicy.from_settings(settings.credits),
+        )
+        clock = trio_clock()
+        # "Instance B" claims the job and dies: its lease ends 30 s from now.
+        (claimed,) = await jobs.claim(
+            deps.store,
+            worker_id="vanished",
+            slots={"demo.script": 1},
+            per_user_running=2,
+            lease_s=30,
+            now=clock(),
+        )
+        received: list[Event] = []
+
+        async def listen() -> None:
+            async with deps.events.subscribe_user(str(user.id)) as subscription:
+                while True:
+                    received.append(await subscription.receive())
+
+        nursery.start_soon(listen)
+        await nursery.start(partial(serve_reaper, deps, clock=clock))
+        with trio.fail_after(120):
+            while True:
+                job = await jobs.get_job(deps.store, claimed.id, user_id=user.id, is_admin=False)
+                if job.status == "queued":
+                    break
+                await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    assert job.run_after > clock() - timedelta(seconds=1)  # queued again with a backoff
+    assert job.refunded == 0
+    assert submitted.job.id == job.id
+    assert [e.type for e in received] == ["generation:retrying"]

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Final, NoReturn
 
 import trio
 
-from lumiku import events
 from lumiku.errors import DatabaseError
+from lumiku.jobs.announce import announce
 from lumiku.jobs.queue import reap
 from lumiku.jobs.submit import purge_idempotency_keys
 from lumiku.jobs.worker import wall_clock
@@ -58,23 +58,4 @@ async def serve_reaper(
 async def _announce(deps: Deps, transition: Transition) -> None:
     job = transition.job
     log.warning("jobs.reaped", job_id=str(job.id), status=job.status, attempt=job.attempt)
-    error = job.error.as_dict() if job.error else None
-    if job.status == "queued":
-        kind, data = (
-            events.RETRYING,
-            {"attempt": job.attempt, "run_after": job.run_after.isoformat(), "error": error},
-        )
-    elif job.status == "failed":
-        kind, data = events.FAILED, {"error": error, "credit_refunded": transition.credit_refunded}
-    else:
-        kind, data = events.CANCELLED, {"credit_refunded": transition.credit_refunded}
-    await deps.events.publish(
-        events.Event(
-            type=kind,
-            job_id=str(job.id),
-            user_id=str(job.user_id),
-            seq=transition.event_seq,
-            ts=events.utc_now(),
-            data=data,
-        )
-    )
+    await announce(deps.events, transition)

@@ -24,6 +24,7 @@ import trio
 from lumiku import events
 from lumiku.errors import DatabaseError, Permanent, RateLimitedUpstream, Transient
 from lumiku.jobs import transitions
+from lumiku.jobs.announce import announce, event_data
 from lumiku.jobs.models import JobError, Progress, backoff_s
 from lumiku.jobs.queue import claim
 from lumiku.observability.logging import get_logger, job_id_var
@@ -206,7 +207,7 @@ async def _run_job(workers: Workers, job: Job) -> None:
     context = RunContext(workers, job)
     outcome: Outcome | BaseException | None = None
     try:
-        await workers.publish(job, events.STARTED, job.event_seq, {"attempt": job.attempt})
+        await workers.publish(job, events.STARTED, job.event_seq, event_data(events.STARTED, job))
         with running.scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_heartbeat, workers, job, running)
@@ -264,7 +265,7 @@ async def _finish(
         elif reason == CANCEL:
             refund = max(job.cost - job.refunded - context.delivered_cost, 0)
             done = await transitions.finish_cancelled(store, job.id, job.attempt, refund=refund)
-            await _announce(workers, done, events.CANCELLED)
+            await _announce(workers, done)
         return  # LEASE_LOST: another instance owns the job now; write nothing
     if isinstance(outcome, BaseException):
         await _failed(workers, job, outcome)
@@ -273,7 +274,7 @@ async def _finish(
     done = await transitions.complete(
         store, job.id, job.attempt, dict(outcome.result), refund=refund
     )
-    await _announce(workers, done, events.COMPLETED)
+    await _announce(workers, done)
 
 
 async def _failed(workers: Workers, job: Job, error: BaseException) -> None:
@@ -288,7 +289,7 @@ async def _failed(workers: Workers, job: Job, error: BaseException) -> None:
             run_after,
             count_attempt=False,
         )
-        await _announce(workers, done, events.RETRYING)
+        await _announce(workers, done)
         return
     retryable = not isinstance(error, Permanent)
     code = (
@@ -307,30 +308,13 @@ async def _failed(workers: Workers, job: Job, error: BaseException) -> None:
             workers.clock() + timedelta(seconds=delay),
             count_attempt=True,
         )
-        await _announce(workers, done, events.RETRYING)
+        await _announce(workers, done)
         return
     done = await transitions.fail(store, job.id, job.attempt, job_error, workers.clock())
-    await _announce(workers, done, events.FAILED)
+    await _announce(workers, done)
 
 
-async def _announce(workers: Workers, done: Transition | None, kind: str) -> None:
+async def _announce(workers: Workers, done: Transition | None) -> None:
     if done is None:  # the fence held: someone else owns the job now
         return
-    job = done.job
-    data: dict[str, Any]
-    if kind == events.COMPLETED:
-        data = {"result": job.result}
-    elif kind == events.RETRYING:
-        data = {
-            "attempt": job.attempt,
-            "run_after": job.run_after.isoformat(),
-            "error": job.error.as_dict() if job.error else None,
-        }
-    elif kind == events.FAILED:
-        data = {
-            "error": job.error.as_dict() if job.error else None,
-            "credit_refunded": done.credit_refunded,
-        }
-    else:
-        data = {"credit_refunded": done.credit_refunded}
-    await workers.publish(job, kind, done.event_seq, data)
+    await announce(workers.deps.events, done)

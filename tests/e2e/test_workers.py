@@ -88,6 +88,13 @@ class World:
         return await ledger.balance(self.deps.store, self.user_id)
 
 
+async def collect_events(deps: Deps, user_id: Any, into: list[Event]) -> None:
+    """Append every event of `user_id` to `into`, until cancelled."""
+    async with deps.events.subscribe_user(str(user_id)) as subscription:
+        while True:
+            into.append(await subscription.receive())
+
+
 @contextlib.asynccontextmanager
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     script = Script()
@@ -98,13 +105,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     async with open_deps(settings, apps=registry) as deps, trio.open_nursery() as nursery:
         user = await create_user(deps, email="w@example.com", password=STRONG_PASSWORD, credits=100)
         received: list[Event] = []
-
-        async def listen() -> None:
-            async with deps.events.subscribe_user(str(user.id)) as subscription:
-                while True:
-                    received.append(await subscription.receive())
-
-        nursery.start_soon(listen)
+        nursery.start_soon(collect_events, deps, user.id, received)
         workers = await nursery.start(
             partial(serve_workers, deps, Beacon("workers"), clock=trio_clock())
         )
@@ -246,13 +247,7 @@ async def test_reaper_requeues_a_job_whose_instance_vanished(
             now=clock(),
         )
         received: list[Event] = []
-
-        async def listen() -> None:
-            async with deps.events.subscribe_user(str(user.id)) as subscription:
-                while True:
-                    received.append(await subscription.receive())
-
-        nursery.start_soon(listen)
+        nursery.start_soon(collect_events, deps, user.id, received)
         await nursery.start(partial(serve_reaper, deps, clock=clock))
         with trio.fail_after(120):
             while True:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from lumiku.db.store import Store
     from lumiku.events import EventBus
     from lumiku.http.ratelimit import RateLimiter
+    from lumiku.jobs.worker import JobControl
     from lumiku.observability.health import Health
     from lumiku.redis import Client
     from lumiku.shutdown import ShutdownState
@@ -38,3 +39,4 @@ class Deps:
     apps: Registry
     events: EventBus
     instance_id: str  # unique per process: event de-duplication, worker ids
+    jobs: JobControl

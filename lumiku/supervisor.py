@@ -51,7 +51,7 @@ from lumiku.http.ratelimit import RateLimiter
 from lumiku.http.server import serve_http
 from lumiku.jobs.reaper import serve_reaper
 from lumiku.jobs.reconcile_checks import JOB_CHECKS
-from lumiku.jobs.worker import serve_workers
+from lumiku.jobs.worker import JobControl, serve_workers
 from lumiku.observability.health import Health
 from lumiku.observability.logging import get_logger
 from lumiku.redis import open_redis
@@ -254,6 +254,7 @@ async def open_deps(
             apps=apps or Registry(),
             events=events.make_bus(redis, instance_id),
             instance_id=instance_id,
+            jobs=JobControl(),
         )
 
 

@@ -15,6 +15,7 @@ from lumiku.http.context import DEPS_KEY
 from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
 from lumiku.http.ratelimit import LIMITER_KEY
+from lumiku.jobs import routes as jobs_routes
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -45,6 +46,7 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
     app.register_blueprint(accounts_routes.blueprint)
     app.register_blueprint(credits_routes.blueprint)
     app.register_blueprint(apps_routes.blueprint)
+    app.register_blueprint(jobs_routes.blueprint)
     for app_blueprint in deps.apps.blueprints():
         app.register_blueprint(app_blueprint)
     for blueprint in blueprints:

@@ -203,3 +203,10 @@ ORDER BY e.id
 
 -- name: count_jobs
 SELECT count(*) FROM jobs
+
+-- name: renew_lease
+-- A heartbeat that also tells the worker whether a cancellation was requested meanwhile
+-- (from any instance), so it reaches the running job within one heartbeat.
+UPDATE jobs SET lease_expires_at = $4, updated_at = $5
+WHERE id = $1 AND attempt = $2 AND status = 'running' AND worker_id = $3
+RETURNING cancel_requested

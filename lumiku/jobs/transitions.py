@@ -62,6 +62,16 @@ async def heartbeat(
     return bool(await store.execute(Q.heartbeat, job_id, attempt, worker_id, lease, now))
 
 
+async def renew_lease(
+    store: Store, job_id: UUID, attempt: int, worker_id: str, lease_s: float, now: datetime
+) -> bool | None:
+    """Renew the lease like `heartbeat`; None when the fence failed (the job is no longer
+    ours), else whether a cancellation was requested."""
+    lease = now + timedelta(seconds=lease_s)
+    value = await store.fetch_val(Q.renew_lease, job_id, attempt, worker_id, lease, now)
+    return None if value is None else bool(value)
+
+
 async def set_progress(store: Store, job_id: UUID, attempt: int, progress: Progress) -> int | None:
     """Store `progress`, bumping event_seq; the new seq (for `generation:progress`), or
     None when the fence fails."""

@@ -96,6 +96,22 @@ class RunContext:
 
 
 @attrs.define
+class JobControl:
+    """How the rest of the service reaches this instance's workers (set once they start)."""
+
+    workers: Workers | None = None
+
+    def wake(self) -> None:
+        if self.workers is not None:
+            self.workers.wake()
+
+    def cancel_here(self, job_id: UUID) -> bool:
+        """Cancel the job at once if it runs on this instance; other instances learn of the
+        request at their next heartbeat."""
+        return self.workers is not None and self.workers.cancel(job_id)
+
+
+@attrs.define
 class Workers:
     """This instance's workers: what runs here, and how to wake or stop them."""
 
@@ -151,6 +167,7 @@ async def serve_workers(
     return; `workers.drained` is set when every job has finished or been released. `clock`
     dates claims, leases and retries (tests pass `trio_clock()`)."""
     workers = Workers(deps, beacon, clock)
+    deps.jobs.workers = workers
     deps.shutdown.on_request(workers.wake)
     async with trio.open_nursery() as nursery:
         task_status.started(workers)
@@ -238,15 +255,19 @@ async def _heartbeat(workers: Workers, job: Job, running: Running) -> None:
     while True:
         await trio.sleep(lease_s / 3)
         try:
-            alive = await transitions.heartbeat(
+            state = await transitions.renew_lease(
                 workers.deps.store, job.id, job.attempt, workers.worker_id, lease_s, workers.clock()
             )
         except DatabaseError as exc:
             log.warning("jobs.heartbeat_failed", error=str(exc))
             continue
-        if not alive:
+        if state is None:
             log.warning("jobs.lease_lost", attempt=job.attempt)
             running.reason = LEASE_LOST
+            running.scope.cancel()
+            return
+        if state:  # cancellation requested, possibly through another instance
+            running.reason = CANCEL
             running.scope.cancel()
             return
 

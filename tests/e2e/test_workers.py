@@ -118,10 +118,10 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
 
 @pytest.fixture
 def thread_safe_autojump() -> trio.testing.MockClock:
-    """An autojump clock that jumps only after 20 ms of real idleness: with threshold 0 it
+    """An autojump clock that jumps only after 50 ms of real idleness: with threshold 0 it
     would also jump while every task waits on a worker thread (each SQLite statement), firing
     timeouts in the middle of a query."""
-    return trio.testing.MockClock(autojump_threshold=0.02)
+    return trio.testing.MockClock(autojump_threshold=0.05)
 
 
 def terminal_events(received: list[Event], job: jobs.Job) -> list[Event]:

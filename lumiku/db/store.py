@@ -23,6 +23,7 @@ Python, or name the type in a SQLite override: `max(created_at) AS "latest [TIME
 
 from __future__ import annotations
 
+import abc
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias
@@ -66,11 +67,12 @@ class Executor(Protocol):
         ...
 
 
-class BaseExecutor:
+class BaseExecutor(abc.ABC):
     """The four `Executor` methods over a backend's single `_run(query, args, mode)`."""
 
+    @abc.abstractmethod
     async def _run(self, query: Query, args: tuple[Any, ...], mode: Mode) -> Any:
-        raise NotImplementedError
+        """Run `query` with `args`: mode "one" (a row), "all", "val" or "count" (rows affected)."""
 
     async def fetch_one(self, query: Query, *args: Any) -> Row | None:
         row: Row | None = await self._run(query, args, "one")

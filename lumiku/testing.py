@@ -8,7 +8,9 @@ import attrs
 import trio
 from quart import Blueprint, request
 
+from lumiku.http.auth import authenticated, current_user
 from lumiku.http.bodies import read_json
+from lumiku.http.context import current_deps
 from lumiku.observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -18,7 +20,8 @@ def routes_for_tests() -> Blueprint:
     """Routes the e2e tests and benchmarks mount next to the real ones (never in production).
 
     `GET /api/_test/slow?s=N` answers after N seconds; `POST /api/_test/echo` parses and
-    logs its JSON body; `GET /api/_test/boom?message=M` raises an unexpected exception.
+    logs its JSON body; `GET /api/_test/boom?message=M` raises an unexpected exception;
+    `POST /api/_test/jobs {app, kind, payload, cost}` queues a job for the caller.
     """
     blueprint = Blueprint("tests", __name__, url_prefix="/api/_test")
 
@@ -34,6 +37,23 @@ def routes_for_tests() -> Blueprint:
         body = await read_json()
         log.info("test.echo", body=body)
         return {"received": body}
+
+    @blueprint.post("/jobs")
+    @authenticated
+    async def submit_test_job() -> tuple[dict[str, Any], int]:
+        """Queue a job of a test app's kind for the caller, as an app's route would."""
+        from lumiku.jobs.service import submit_job
+
+        body = await read_json()
+        submission = await submit_job(
+            current_deps(),
+            current_user(),
+            app=str(body["app"]),
+            kind=str(body["kind"]),
+            payload=dict(body.get("payload", {})),
+            cost=int(body.get("cost", 0)),
+        )
+        return {"job": submission.job.as_dict(), "charged": submission.charged}, 202
 
     @blueprint.get("/boom")
     async def boom() -> dict[str, Any]:

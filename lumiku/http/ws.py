@@ -10,15 +10,20 @@ events arrive with the accounts and jobs issues.
 from __future__ import annotations
 
 import json
+import uuid
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
 import trio
 from quart import Blueprint, websocket
 
+from lumiku import events
 from lumiku.accounts.service import User, authenticate
 from lumiku.accounts.tokens import bearer
-from lumiku.errors import Unauthorized
+from lumiku.errors import NotFound, Unauthorized
+from lumiku.http.auth import is_admin
 from lumiku.http.context import current_deps
+from lumiku.jobs.queue import get_job
 from lumiku.observability.logging import user_id_var
 
 if TYPE_CHECKING:
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
 blueprint = Blueprint("ws", __name__)
 
 GOING_AWAY: Final = 1001
+TRY_AGAIN_LATER: Final = 1013
 UNAUTHENTICATED: Final = 4401
 
 
@@ -34,33 +40,94 @@ def _error(code: str, detail: str) -> str:
     return json.dumps({"type": "error", "code": code, "detail": detail})
 
 
-def _reply(message: Any) -> str | None:
-    """The answer to one client message (None for messages that need none)."""
+@attrs.define
+class Socket:
+    """One authenticated client: its subscription, and one lock so replies, replays and live
+    events never interleave on the wire."""
+
+    deps: Deps
+    user: User
+    subscription: events.Subscription
+    lock: trio.Lock = attrs.field(factory=trio.Lock)
+
+    async def send(self, text: str) -> None:
+        async with self.lock:
+            await websocket.send(text)
+
+    async def subscribe(self, data: dict[str, Any]) -> None:
+        """`{"type":"subscribe","job_id","after_seq"}`: the job's snapshot, then the events
+        after `after_seq` from the replay window, then (through `forward`) live ones."""
+        after_seq = data.get("after_seq", 0)
+        if not isinstance(after_seq, int) or isinstance(after_seq, bool) or after_seq < 0:
+            await self.send(_error("VALIDATION_ERROR", "after_seq must be a non-negative integer."))
+            return
+        try:
+            job_id = uuid.UUID(str(data.get("job_id")))
+            job = await get_job(
+                self.deps.store, job_id, user_id=self.user.id, is_admin=is_admin(self.user)
+            )
+        except (ValueError, NotFound):
+            await self.send(_error("NOT_FOUND", "No such job."))
+            return
+        snapshot = events.Event(
+            type=events.SNAPSHOT,
+            job_id=str(job.id),
+            user_id=str(job.user_id),
+            seq=job.event_seq,
+            ts=events.utc_now(),
+            data=job.as_dict(),
+        )
+        async with self.lock:  # no live event of this job may slip in before the replay
+            await websocket.send(json.dumps(snapshot.to_json()))
+            self.subscription.resume_from(str(job.id), after_seq)
+            for event in await self.deps.events.replay(str(job.id), after_seq):
+                if self.subscription.accept(event):
+                    await websocket.send(json.dumps(event.to_json()))
+
+    async def forward(self) -> None:
+        """Live events of the user's jobs; a client that fell behind is closed with 1013."""
+        try:
+            while True:
+                event = await self.subscription.receive()
+                await self.send(json.dumps(event.to_json()))
+        except events.Overflowed:
+            async with self.lock:
+                await websocket.close(
+                    TRY_AGAIN_LATER, "too slow: reconnect and resume with after_seq"
+                )
+            raise
+
+    async def read(self) -> None:
+        while True:
+            message = await websocket.receive()
+            data = _parse(message)
+            if isinstance(data, str):
+                await self.send(data)
+            elif data.get("type") == "ping":
+                await self.send('{"type":"pong"}')
+            elif data.get("type") == "subscribe":
+                await self.subscribe(data)
+            elif data.get("type") != "pong":
+                await self.send(_error("UNKNOWN_MESSAGE_TYPE", "Expected ping or subscribe."))
+
+
+def _parse(message: Any) -> dict[str, Any] | str:
+    """The message as a JSON object, or the error frame to answer with."""
     if isinstance(message, bytes):
         return _error("UNSUPPORTED_FRAME", "Send JSON text frames.")
     try:
         data = json.loads(message)
     except (json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         return _error("INVALID_JSON", "The message is not valid JSON.")
-    kind = data.get("type") if isinstance(data, dict) else None
-    if kind == "ping":
-        return '{"type":"pong"}'
-    if kind == "pong":
-        return None
-    return _error("UNKNOWN_MESSAGE_TYPE", "Unknown message type; expected ping.")
+    if not isinstance(data, dict):
+        return _error("UNKNOWN_MESSAGE_TYPE", "Expected a JSON object with a type.")
+    return data
 
 
-async def _ping_loop(interval_s: float) -> None:
+async def _ping_loop(socket: Socket, interval_s: float) -> None:
     while True:
         await trio.sleep(interval_s)
-        await websocket.send('{"type":"ping"}')
-
-
-async def _read_loop() -> None:
-    while True:
-        answer = _reply(await websocket.receive())
-        if answer is not None:
-            await websocket.send(answer)
+        await socket.send('{"type":"ping"}')
 
 
 async def _first_message_token() -> str | None:
@@ -99,10 +166,18 @@ async def events_socket() -> None:
         await websocket.close(UNAUTHENTICATED, "authentication required")
         return
     user_id_var.set(str(user.id))
-    await websocket.send(json.dumps({"type": "ready", "user_id": str(user.id)}))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_read_loop)
-        nursery.start_soon(_ping_loop, deps.settings.http.ws_ping_interval_s)
-        await shutdown.requested.wait()
-        nursery.cancel_scope.cancel()
-    await websocket.close(GOING_AWAY, "server shutting down")
+    async with deps.events.subscribe_user(str(user.id)) as subscription:
+        socket = Socket(deps, user, subscription)
+        await socket.send(json.dumps({"type": "ready", "user_id": str(user.id)}))
+        overflowed = False
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(socket.read)
+                nursery.start_soon(socket.forward)
+                nursery.start_soon(_ping_loop, socket, deps.settings.http.ws_ping_interval_s)
+                await shutdown.requested.wait()
+                nursery.cancel_scope.cancel()
+        except* events.Overflowed:
+            overflowed = True  # closed with 1013 already
+        if not overflowed:
+            await websocket.close(GOING_AWAY, "server shutting down")

@@ -21,6 +21,8 @@ _BY_STATUS = {
 def event_data(kind: str, job: Job, credit_refunded: int = 0) -> dict[str, Any]:
     """The `data` of a `kind` event about `job` (SPEC §7)."""
     error = job.error.as_dict() if job.error else None
+    if kind == events.QUEUED:
+        return {"kind": job.kind, "cost": job.cost}
     if kind == events.STARTED:
         return {"attempt": job.attempt}
     if kind == events.COMPLETED:

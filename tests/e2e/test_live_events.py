@@ -1,0 +1,123 @@
+"""Live job events over /api/ws: snapshot, replay after `after_seq`, live events, isolation."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from lumiku import jobs
+from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from tests.e2e.harness import Service, bearer, make_settings, register, running_service
+from tests.e2e.wsclient import WsClient, connect
+
+
+async def three_steps(ctx: JobContext) -> Outcome:
+    for done in range(1, 4):
+        await ctx.progress(done, 3, f"step {done}")
+    return Outcome({"steps": 3})
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[Service]:
+    registry = Registry([App("demo", "Demo", kinds=(JobKind("demo.steps", three_steps),))])
+    env = {"LUMIKU_JOBS_POLL_S": "0.05"}
+    with trio.fail_after(60):
+        async with running_service(make_settings(tmp_path, env), apps=registry) as svc:
+            yield svc
+
+
+async def submit(service: Service, user: dict[str, Any]) -> jobs.Job:
+    """Queue a job through the service's own submission function (the test route)."""
+    response = await service.client.post(
+        "/api/_test/jobs",
+        json={"app": "demo", "kind": "demo.steps", "cost": 10},
+        headers=bearer(user["token"]),
+    )
+    assert response.status_code == 202, response.text
+    return await _job(service, user, response.json()["job"]["id"])
+
+
+async def _job(service: Service, user: dict[str, Any], job_id: str) -> jobs.Job:
+    from lumiku.supervisor import open_deps
+
+    async with open_deps(service.settings, migrate=False) as deps:
+        return await jobs.get_job(
+            deps.store, uuid.UUID(job_id), user_id=uuid.UUID(user["user"]["id"]), is_admin=False
+        )
+
+
+async def finished(service: Service, token: str, job: jobs.Job) -> None:
+    with trio.fail_after(20):
+        while True:
+            body = (await service.client.get(f"/api/jobs/{job.id}", headers=bearer(token))).json()
+            if body["job"]["status"] in jobs.FINISHED:
+                return
+            await trio.sleep(0.05)
+
+
+async def messages(ws: WsClient, until_type: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    with trio.fail_after(10):
+        while not out or out[-1]["type"] != until_type:
+            out.append(json.loads(await ws.receive()))
+    return out
+
+
+async def test_subscribe_sends_the_snapshot_then_replays_exactly_what_was_missed(
+    service: Service,
+) -> None:
+    user = await register(service.client, "live@example.com")
+    job = await submit(service, user)
+    await finished(service, user["token"], job)
+    async with connect(f"{service.ws_url}?token={user['token']}") as ws:
+        assert json.loads(await ws.receive())["type"] == "ready"
+        await ws.send(json.dumps({"type": "subscribe", "job_id": str(job.id), "after_seq": 0}))
+        received = await messages(ws, "generation:completed")
+    snapshot, *history = received
+    assert snapshot["type"] == "generation:snapshot"
+    assert snapshot["data"]["status"] == "succeeded"
+    assert [e["seq"] for e in history] == list(range(1, snapshot["seq"] + 1))
+    types = [e["type"] for e in history]
+    assert types[0] == "generation:started" or types[0] == "generation:queued"
+    assert types.count("generation:progress") == 3
+    assert (
+        sum(
+            t in ("generation:completed", "generation:failed", "generation:cancelled")
+            for t in types
+        )
+        == 1
+    )
+    # a client that saw up to seq 2 gets exactly the rest
+    async with connect(f"{service.ws_url}?token={user['token']}") as ws:
+        await ws.receive()
+        await ws.send(json.dumps({"type": "subscribe", "job_id": str(job.id), "after_seq": 2}))
+        resumed = await messages(ws, "generation:completed")
+    assert [e["seq"] for e in resumed[1:]] == list(range(3, snapshot["seq"] + 1))
+
+
+async def test_live_events_arrive_in_order_and_only_for_their_owner(service: Service) -> None:
+    owner = await register(service.client, "owner-live@example.com")
+    other = await register(service.client, "other-live@example.com")
+    async with (
+        connect(f"{service.ws_url}?token={owner['token']}") as mine,
+        connect(f"{service.ws_url}?token={other['token']}") as theirs,
+    ):
+        await mine.receive()
+        await theirs.receive()
+        job = await submit(service, owner)
+        live = await messages(mine, "generation:completed")
+        seqs = [e["seq"] for e in live]
+        assert seqs == sorted(seqs)
+        assert all(e["job_id"] == str(job.id) for e in live)
+        # the other user sees nothing of it, and cannot subscribe to it
+        await theirs.send(json.dumps({"type": "subscribe", "job_id": str(job.id)}))
+        answer = json.loads(await theirs.receive())
+        assert answer == {"type": "error", "code": "NOT_FOUND", "detail": "No such job."}
+        await theirs.send('{"type":"ping"}')
+        assert json.loads(await theirs.receive()) == {"type": "pong"}

@@ -10,7 +10,7 @@ from quart_trio import QuartTrio
 from lumiku.accounts import routes as accounts_routes
 from lumiku.apps import routes as apps_routes
 from lumiku.credits import routes as credits_routes
-from lumiku.http import health, ws
+from lumiku.http import health, sse, ws
 from lumiku.http.context import DEPS_KEY
 from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
@@ -47,6 +47,7 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
     app.register_blueprint(credits_routes.blueprint)
     app.register_blueprint(apps_routes.blueprint)
     app.register_blueprint(jobs_routes.blueprint)
+    app.register_blueprint(sse.blueprint)
     for app_blueprint in deps.apps.blueprints():
         app.register_blueprint(app_blueprint)
     for blueprint in blueprints:

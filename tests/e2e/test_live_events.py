@@ -121,3 +121,48 @@ async def test_live_events_arrive_in_order_and_only_for_their_owner(service: Ser
         assert answer == {"type": "error", "code": "NOT_FOUND", "detail": "No such job."}
         await theirs.send('{"type":"ping"}')
         assert json.loads(await theirs.receive()) == {"type": "pong"}
+
+
+async def read_sse(service: Service, url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    """The events of one SSE stream, read until the server ends it."""
+    frames: list[dict[str, Any]] = []
+    with trio.fail_after(20):
+        async with service.client.stream("GET", url, headers=headers) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            current: dict[str, Any] = {}
+            async for line in response.aiter_lines():
+                if line == "":
+                    if current:
+                        frames.append(current)
+                    current = {}
+                elif line.startswith("id: "):
+                    current["id"] = int(line[4:])
+                elif line.startswith("event: "):
+                    current["event"] = line[7:]
+                elif line.startswith("data: "):
+                    current["data"] = json.loads(line[6:])
+    return frames
+
+
+async def test_sse_streams_a_job_and_resumes_from_last_event_id(service: Service) -> None:
+    user = await register(service.client, "sse@example.com")
+    job = await submit(service, user)
+    live = await read_sse(service, f"/api/jobs/{job.id}/events", bearer(user["token"]))
+    assert live[0]["event"] == "generation:snapshot"
+    assert "id" not in live[0]
+    assert live[-1]["event"] == "generation:completed"  # the stream ends after the terminal event
+    ids = [frame["id"] for frame in live[1:]]
+    assert ids == sorted(ids)
+    last = ids[-1]
+    resumed = await read_sse(
+        service, f"/api/jobs/{job.id}/events?token={user['token']}", {"Last-Event-ID": "2"}
+    )
+    assert [frame["id"] for frame in resumed[1:]] == list(range(3, last + 1))
+    bad = await service.client.get(
+        f"/api/jobs/{job.id}/events", headers={**bearer(user["token"]), "Last-Event-ID": "x"}
+    )
+    assert bad.status_code == 400
+    other = await register(service.client, "sse-other@example.com")
+    hidden = await service.client.get(f"/api/jobs/{job.id}/events", headers=bearer(other["token"]))
+    assert hidden.status_code == 404

@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
@@ -49,6 +50,7 @@ from lumiku.errors import (
 from lumiku.http.app import create_app
 from lumiku.http.ratelimit import RateLimiter
 from lumiku.http.server import serve_http
+from lumiku.jobs.queue import queue_statistics
 from lumiku.jobs.reaper import serve_reaper
 from lumiku.jobs.reconcile_checks import JOB_CHECKS
 from lumiku.jobs.worker import JobControl, serve_workers
@@ -242,19 +244,25 @@ async def open_deps(
         state = state or ShutdownState()
         counters = make_counters(redis)
         instance_id = uuid.uuid4().hex
+        control = JobControl()
+
+        async def details() -> dict[str, Any]:
+            workers = control.workers.statistics() if control.workers else {"busy": 0, "total": 0}
+            return {"queue": await queue_statistics(store, datetime.now(UTC)), "workers": workers}
+
         yield Deps(
             settings=settings,
             store=store,
             redis=redis,
             shutdown=state,
-            health=Health(settings, store, redis, state),
+            health=Health(settings, store, redis, state, details),
             hasher=Hasher.from_settings(settings.auth),
             counters=counters,
             limiter=RateLimiter(settings.ratelimit, counters),
             apps=apps or Registry(),
             events=events.make_bus(redis, instance_id),
             instance_id=instance_id,
-            jobs=JobControl(),
+            jobs=control,
         )
 
 

@@ -210,3 +210,9 @@ SELECT count(*) FROM jobs
 UPDATE jobs SET lease_expires_at = $4, updated_at = $5
 WHERE id = $1 AND attempt = $2 AND status = 'running' AND worker_id = $3
 RETURNING cancel_requested
+
+-- name: status_counts
+SELECT status, count(*) AS jobs FROM jobs GROUP BY status
+
+-- name: oldest_queued
+SELECT min(created_at) AS oldest FROM jobs WHERE status = 'queued'

@@ -10,7 +10,7 @@ are taken `FOR UPDATE SKIP LOCKED`; on SQLite the single writer transaction seri
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
 from lumiku.errors import FieldError, NotFound, ValidationFailed
@@ -140,6 +140,18 @@ async def reap(
             if moved is not None:
                 done.append(moved)
     return done
+
+
+async def queue_statistics(store: Store, now: datetime) -> dict[str, Any]:
+    """Jobs per status and the age of the oldest queued one (for /health/detailed)."""
+    counts = {status: 0 for status in STATUSES}
+    for row in await store.fetch_all(Q.status_counts):
+        counts[str(row["status"])] = int(row["jobs"])
+    oldest = await store.fetch_val(Q.oldest_queued)
+    if isinstance(oldest, str):  # SQLite: an aggregate carries no declared type
+        oldest = datetime.fromisoformat(oldest.replace("Z", "+00:00"))
+    age = round((now - oldest).total_seconds(), 3) if oldest is not None else None
+    return {"counts": counts, "oldest_queued_age_s": age}
 
 
 async def get_job(store: Store, job_id: UUID, *, user_id: UUID, is_admin: bool) -> Job:

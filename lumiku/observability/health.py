@@ -108,6 +108,7 @@ class Health:
     store: Store
     redis: Client | None
     shutdown: ShutdownState
+    details: Callable[[], Awaitable[dict[str, Any]]] | None = None  # queue, workers, ...
     started_at: float = attrs.field(factory=time.monotonic)
     _cached_at: float = float("-inf")
     _cached: tuple[int, dict[str, Any]] | None = None
@@ -173,6 +174,13 @@ class Health:
                     "schema_current": status.is_current,
                 },
             )
+        extra: dict[str, Any] = {}
+        if self.details is not None and checks["database"].status == OK:
+            try:
+                with trio.fail_after(self.settings.health.check_timeout_s * 4):
+                    extra = await self.details()
+            except (DatabaseError, trio.TooSlowError) as exc:
+                log.warning("health.details_failed", error=str(exc) or "timeout")
         if checks["database"].status != OK:
             overall, code = "unhealthy", 503
         elif self.shutdown.draining or any(c.status != OK for c in checks.values()):
@@ -183,6 +191,7 @@ class Health:
             "status": overall,
             "draining": self.shutdown.draining,
             "checks": {k: c.as_dict() for k, c in checks.items()},
+            **extra,
             "memory": {"rss_bytes": rss_bytes()},
             "uptime_s": self.uptime_s(),
             "version": __version__,

@@ -67,6 +67,11 @@ async def test_health_liveness_and_detailed(service: Service) -> None:
     assert body["checks"]["storage"]["status"] == "ok"
     assert body["checks"]["database"]["schema_current"] is True
     assert body["memory"]["rss_bytes"] > 0
+    assert body["queue"] == {
+        "counts": {s: 0 for s in ("queued", "running", "succeeded", "failed", "cancelled")},
+        "oldest_queued_age_s": None,
+    }
+    assert body["workers"] == {"busy": 0, "total": 0}  # no apps registered
 
 
 async def test_malformed_json_is_400_invalid_json(service: Service) -> None:

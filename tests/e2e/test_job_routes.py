@@ -84,6 +84,10 @@ async def test_cancel_queued_and_running_jobs_and_refunds(service: Service) -> N
     running = await submit(service, user, "hang")
     await wait_status(service, user["token"], str(running.id), "running")
     queued = await submit(service, user, "ok")  # held back: per_user_running = 1
+    busy = (await service.client.get("/health/detailed")).json()
+    assert busy["workers"] == {"busy": 1, "total": 4}
+    assert busy["queue"]["counts"]["queued"] == 1
+    assert busy["queue"]["oldest_queued_age_s"] >= 0
     listed = (await service.client.get("/api/jobs", headers=auth)).json()
     assert {j["id"] for j in listed["jobs"]} == {str(running.id), str(queued.id)}
 
@@ -101,6 +105,10 @@ async def test_cancel_queued_and_running_jobs_and_refunds(service: Service) -> N
 
     again = await service.client.post(f"/api/jobs/{running.id}/cancel", headers=auth)
     assert again.status_code == 200  # cancelling twice gives the same outcome
+    detailed = (await service.client.get("/health/detailed")).json()
+    assert detailed["queue"]["counts"]["cancelled"] == 2
+    assert detailed["queue"]["oldest_queued_age_s"] is None
+    assert detailed["workers"] == {"busy": 0, "total": 4}
 
 
 async def test_finished_jobs_other_users_and_bad_ids(service: Service) -> None:

@@ -12,6 +12,7 @@ A `processing` row left by a crashed instance is taken over after `KEY_ABANDONED
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -79,41 +80,27 @@ async def submit(
     if problems:
         raise ValidationFailed(problems)
     amount = policy.cost_for(tags, app, cost)
+    insert = partial(
+        _insert_and_charge,
+        store,
+        user_id,
+        app,
+        kind,
+        payload,
+        amount,
+        priority,
+        max_attempts,
+        request_id,
+    )
     if idempotency_key is None:
-        job = await _insert_and_charge(
-            store,
-            user_id,
-            app,
-            kind,
-            payload,
-            amount,
-            priority,
-            max_attempts,
-            request_id,
-            None,
-            None,
-            extra,
-        )
+        job = await insert(None, None, extra)
         return Submission(job, replayed=False, charged=amount)
     assert request_hash is not None
     replay = await _reserve_key(store, user_id, idempotency_key, request_hash)
     if replay is not None:
         return Submission(replay, replayed=True, charged=0)
     try:
-        job = await _insert_and_charge(
-            store,
-            user_id,
-            app,
-            kind,
-            payload,
-            amount,
-            priority,
-            max_attempts,
-            request_id,
-            idempotency_key,
-            request_hash,
-            extra,
-        )
+        job = await insert(idempotency_key, request_hash, extra)
     except BaseException:
         with trio.move_on_after(_CLEANUP_TIMEOUT_S, shield=True):
             await store.execute(Q.drop_key, user_id, idempotency_key, request_hash)

@@ -11,6 +11,7 @@ run
       ├─ events.serve_fanout           ONE Redis subscription → this instance's subscribers
       ├─ jobs.serve_workers            claim, run, retry, release on shutdown (a watchdog beacon)
       ├─ jobs.serve_reaper             expired leases back to the queue or failed (STALLED)
+      ├─ jobs.serve_signals            LISTEN: other instances' wake-ups and cancellations
       └─ http nursery: serve_http      returns once drained; then the rest is cancelled
 ```
 
@@ -53,6 +54,7 @@ from lumiku.http.server import serve_http
 from lumiku.jobs.queue import queue_statistics
 from lumiku.jobs.reaper import serve_reaper
 from lumiku.jobs.reconcile_checks import JOB_CHECKS
+from lumiku.jobs.signals import serve_signals
 from lumiku.jobs.worker import JobControl, serve_workers
 from lumiku.observability.health import Health
 from lumiku.observability.logging import get_logger
@@ -298,6 +300,7 @@ async def _serve(
         await services.start(events.serve_fanout, deps.events)
         workers = await services.start(serve_workers, deps, worker_beacon)
         await services.start(serve_reaper, deps)
+        await services.start(serve_signals, deps)
         async with trio.open_nursery() as http:
             addresses += await http.start(
                 serve_http, app, settings.http, binds, deps.shutdown, grace_s

@@ -48,6 +48,10 @@ CLEANUP_TIMEOUT_S: Final = 5.0
 # credentials, unknown database.
 _UNAVAILABLE_SQLSTATES: Final = ("08", "53", "57P", "28", "3D000")
 _Q: Final = load_queries("lumiku.db")
+# Notifications waiting for their listener; beyond this they are dropped (counted), which
+# costs only latency: workers poll, and heartbeats see cancellations.
+LISTEN_BUFFER: Final = 1024
+_NOTIFY_SQL: Final = "SELECT pg_notify($1, $2)"
 # The store's modes, plus a parameterless multi-statement script (migrations).
 _Mode = Literal["one", "all", "val", "count", "script"]
 
@@ -226,6 +230,11 @@ class PostgresTx(BaseExecutor):
     async def execute_script(self, sql: str) -> None:
         await self._statement("script", sql, ())
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """NOTIFY `channel` with `payload`, delivered to every listener when (and only if)
+        this transaction commits."""
+        await self._statement("val", _NOTIFY_SQL, (channel, payload))
+
     async def finish(self, *, commit: bool) -> None:
         """Commit (or roll back) and return the connection to the pool; a no-op once the
         connection went back."""
@@ -235,6 +244,74 @@ class PostgresTx(BaseExecutor):
             await self._store.call(_finish_tx, self._state, self._store.pool, commit and not failed)
         if commit and failed:
             raise DatabaseError("the transaction was aborted by an error and rolled back")
+
+
+async def _connect_listener(
+    settings: DatabaseSettings,
+    channel: str,
+    on_notify: Callable[..., None],
+    on_lost: Callable[..., None],
+) -> Any:
+    conn = await asyncpg.connect(
+        settings.url,
+        timeout=settings.connect_timeout_s,
+        server_settings={"application_name": "lumiku-listen"},
+    )
+    try:
+        await conn.add_listener(channel, on_notify)
+        conn.add_termination_listener(on_lost)
+    except BaseException:
+        conn.terminate()
+        raise
+    return conn
+
+
+async def _close_listener(conn: Any) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), CLEANUP_TIMEOUT_S)
+    except (TimeoutError, asyncpg.InterfaceError, OSError):
+        conn.terminate()
+    except asyncio.CancelledError:
+        conn.terminate()
+        raise
+
+
+async def _ping_listener(conn: Any) -> None:
+    await conn.fetchval("SELECT 1")
+
+
+class PostgresListener:
+    """One dedicated connection LISTENing on a channel (not from the pool: a pooled
+    connection is reset and shared). Built by `PostgresStore.listen`."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self._send, self._receive = trio.open_memory_channel[str](LISTEN_BUFFER)
+        self.conn: Any = None
+        self.dropped = 0
+
+    def on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        # asyncpg calls this on the asyncio side of the bridge, in trio's thread.
+        try:
+            self._send.send_nowait(payload)
+        except trio.WouldBlock:
+            self.dropped += 1
+        except trio.ClosedResourceError:
+            pass
+
+    def on_lost(self, _conn: Any) -> None:
+        self._send.close()
+
+    async def receive(self) -> str:
+        """The next payload; raises `Unavailable` once the connection is lost."""
+        try:
+            return await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise Unavailable("PostgreSQL: the LISTEN connection was lost") from None
+
+    async def ping(self) -> None:
+        """A round trip on the listening connection (finds a silently dead one)."""
+        await self._store.call(_ping_listener, self.conn)
 
 
 class PostgresStore(BaseExecutor):
@@ -247,12 +324,14 @@ class PostgresStore(BaseExecutor):
         pool: Any,
         loop: Any,
         *,
+        settings: DatabaseSettings,
         description: str,
         secrets: Sequence[str],
         migrations: tuple[migrate.Migration, ...],
     ) -> None:
         self.pool = pool
         self.description = description
+        self._settings = settings
         self._loop = loop
         self._secrets = tuple(secrets)
         self._migrations = migrations
@@ -279,6 +358,21 @@ class PostgresStore(BaseExecutor):
 
     async def migrate(self, *, dry_run: bool = False) -> tuple[str, ...]:
         return await migrate.apply_migrations(self, self._migrations, dry_run=dry_run)
+
+    @asynccontextmanager
+    async def listen(self, channel: str) -> AsyncIterator[PostgresListener]:
+        """LISTEN on `channel` over a dedicated connection until the block exits. Raises
+        `Unavailable` when it cannot connect; the listener's `receive` raises it once the
+        connection is lost."""
+        listener = PostgresListener(self)
+        listener.conn = await self.call(
+            _connect_listener, self._settings, channel, listener.on_notify, listener.on_lost
+        )
+        try:
+            yield listener
+        finally:
+            with trio.move_on_after(CLEANUP_TIMEOUT_S * 2, shield=True):
+                await trio_asyncio.aio_as_trio(_close_listener, loop=self._loop)(listener.conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTx]:
@@ -328,6 +422,7 @@ async def open_postgres_store(
     store = PostgresStore(
         pool,
         loop,
+        settings=settings,
         description=description,
         secrets=secrets,
         migrations=available,

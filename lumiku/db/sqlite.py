@@ -234,6 +234,10 @@ class SqliteTx(BaseExecutor):
         for statement in _split_script(sql):
             await self._statement(statement, (), "count")
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """Nothing to do: a SQLite database has one instance, whose callers signal their own
+        tasks directly (see `Store.listen`)."""
+
     async def finish(self, *, commit: bool) -> None:
         """Commit (or roll back) what began, leaving the writer idle; a no-op once done."""
         self._closed = True
@@ -255,6 +259,16 @@ class SqliteTx(BaseExecutor):
             raise map_error(conn, exc) from exc
         finally:
             self._began = conn.in_transaction
+
+
+class SqliteListener:
+    """`Store.listen` on SQLite: no other process can notify."""
+
+    async def receive(self) -> str:
+        await trio.sleep_forever()
+
+    async def ping(self) -> None:
+        return None
 
 
 class SqliteStore(BaseExecutor):
@@ -353,6 +367,11 @@ class SqliteStore(BaseExecutor):
 
     async def migrate(self, *, dry_run: bool = False) -> tuple[str, ...]:
         return await migrate.apply_migrations(self, self._migrations, dry_run=dry_run)
+
+    @asynccontextmanager
+    async def listen(self, channel: str) -> AsyncIterator[SqliteListener]:
+        """A listener that never receives: nothing else shares a SQLite database."""
+        yield SqliteListener()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTx]:

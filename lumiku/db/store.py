@@ -37,7 +37,16 @@ if TYPE_CHECKING:
     from lumiku.config import Settings
     from lumiku.db.queries import Query
 
-__all__ = ["Executor", "Row", "SchemaStatus", "Store", "Tx", "open_store", "sqlite_path"]
+__all__ = [
+    "Executor",
+    "Listener",
+    "Row",
+    "SchemaStatus",
+    "Store",
+    "Tx",
+    "open_store",
+    "sqlite_path",
+]
 
 Row: TypeAlias = Mapping[str, Any]
 # What a backend returns for a statement: one row, all rows, one value, the row count.
@@ -97,6 +106,23 @@ class Tx(Executor, Protocol):
         """Run several `;`-separated statements without parameters (migrations)."""
         ...
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell the other instances listening on `channel`, if this transaction commits
+        (PostgreSQL NOTIFY). A no-op on SQLite, which has one instance."""
+        ...
+
+
+class Listener(Protocol):
+    """Notifications on one channel (see `Store.listen`)."""
+
+    async def receive(self) -> str:
+        """The next payload; raises `Unavailable` once the listening connection is lost."""
+        ...
+
+    async def ping(self) -> None:
+        """A round trip on the listening connection; raises `Unavailable` when it is dead."""
+        ...
+
 
 class Store(Executor, Protocol):
     """An opened database."""
@@ -125,6 +151,12 @@ class Store(Executor, Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """Commit on normal exit; roll back on an exception or cancellation."""
+        ...
+
+    def listen(self, channel: str) -> AbstractAsyncContextManager[Listener]:
+        """Receive what committed transactions `notify` on `channel` while the block runs
+        (PostgreSQL LISTEN on a dedicated connection; never anything on SQLite). Raises
+        `Unavailable` when the database cannot be reached."""
         ...
 
 

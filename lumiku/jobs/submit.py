@@ -27,6 +27,7 @@ from lumiku.errors import (
     ValidationFailed,
 )
 from lumiku.jobs.models import REF_TYPE, Job, Progress, Submission, new_job_id
+from lumiku.jobs.signals import wake_everywhere
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -70,11 +71,12 @@ async def submit(
 
     Writes the job (`queued`, `run_after` now, event_seq 1 for `generation:queued`), one
     `charge` entry of `policy.cost_for(tags, app, cost)` referenced `job:<id>` (none when
-    that is 0) and what `extra` writes. Refuses with `InsufficientCredits` (nothing
-    written, not even the key), `ValidationFailed` for a bad key, cost or attempts,
-    `IdempotencyKeyReused` when the key came with another `request_hash`, and
-    `IdempotencyKeyInUse` while the key's first request is still being processed. A replay
-    (same key and hash) writes nothing and returns the first job with `replayed=True`.
+    that is 0) and what `extra` writes; every instance's workers are woken on commit.
+    Refuses with `InsufficientCredits` (nothing written, not even the key),
+    `ValidationFailed` for a bad key, cost or attempts, `IdempotencyKeyReused` when the
+    key came with another `request_hash`, and `IdempotencyKeyInUse` while the key's first
+    request is still being processed. A replay (same key and hash) writes nothing and
+    returns the first job with `replayed=True`.
     """
     problems = _check(cost, max_attempts, idempotency_key, request_hash)
     if problems:
@@ -198,6 +200,7 @@ async def _insert_and_charge(
         )
         if extra is not None:
             await extra(tx, job)
+        await wake_everywhere(tx)
         if key is not None:
             marked = await tx.execute(
                 Q.finish_key, user_id, key, request_hash, job.id, job.as_dict()

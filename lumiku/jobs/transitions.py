@@ -32,6 +32,7 @@ from lumiku.jobs.models import (
     Progress,
     Transition,
 )
+from lumiku.jobs.signals import cancel_everywhere, wake_everywhere
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -142,6 +143,8 @@ async def release(store: Store, job_id: UUID, attempt: int) -> bool:
     async with store.transaction() as tx:
         now = datetime.now(UTC)
         done = await requeue(tx, job_id, attempt, None, now, count_attempt=False, announce=False)
+        if done is not None:
+            await wake_everywhere(tx)  # another instance may take it now
         return done is not None
 
 
@@ -188,10 +191,11 @@ async def cancel(store: Store, job_id: UUID, *, user_id: UUID, is_admin: bool) -
     """Cancel a job of `user_id` (any job for an admin).
 
     Queued: `cancelled` and the full cost refunded, in one transaction (`immediate`).
-    Running: `cancel_requested` is set; its worker finishes it (not `immediate`); asking
-    again returns the same outcome. Already cancelled: the same outcome again. Refuses
-    with `NotFound` for a missing or someone else's job and `JobFinished` (409, carrying
-    the job) for a succeeded or failed one.
+    Running: `cancel_requested` is set and the instance running it is signalled on commit;
+    its worker finishes it (not `immediate`); asking again returns the same outcome.
+    Already cancelled: the same outcome again. Refuses with `NotFound` for a missing or
+    someone else's job and `JobFinished` (409, carrying the job) for a succeeded or failed
+    one.
     """
     async with store.transaction() as tx:
         row = await tx.fetch_one(Q.lock_job, job_id)
@@ -206,6 +210,7 @@ async def cancel(store: Store, job_id: UUID, *, user_id: UUID, is_admin: bool) -
                 row = await tx.fetch_one(Q.request_cancel, job_id, datetime.now(UTC))
                 assert row is not None
                 job = Job.from_row(row)
+            await cancel_everywhere(tx, job_id)  # again when asked again: signals can be lost
             return CancelOutcome(job, immediate=False)
         if job.status == CANCELLED:
             return CancelOutcome(job, immediate=True)
@@ -241,6 +246,7 @@ async def admin_retry(store: Store, job_id: UUID) -> Transition:
             ref_id=queued.ref_id,
             note=f"{queued.app} {queued.kind} (admin retry)",
         )
+        await wake_everywhere(tx)
     return Transition(queued, queued.event_seq)
 
 

@@ -106,8 +106,8 @@ class JobControl:
             self.workers.wake()
 
     def cancel_here(self, job_id: UUID) -> bool:
-        """Cancel the job at once if it runs on this instance; other instances learn of the
-        request at their next heartbeat."""
+        """Cancel the job at once if it runs on this instance (the instance running it
+        elsewhere gets the signal of `jobs.signals`, or sees it at its next heartbeat)."""
         return self.workers is not None and self.workers.cancel(job_id)
 
 

@@ -78,3 +78,7 @@ SELECT current_setting('statement_timeout')
 
 -- name: as_integer
 SELECT $1::integer
+
+-- name: terminate_listeners
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = 'lumiku-listen'

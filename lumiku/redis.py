@@ -19,7 +19,7 @@ from lumiku.errors import RedisUnavailable, unwrapping_sole_exception
 from lumiku.observability.logging import get_logger
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Iterator, Sequence
 
 log = get_logger(__name__)
 
@@ -178,6 +178,55 @@ async def publish_event(
             client=client,
         )
     return reply == 1
+
+
+# `publish_event` for events whose publisher may have died before publishing them: each is
+# appended and PUBLISHed only when its seq is above its stream's last entry (missing), so a
+# restore never delivers an event twice. KEYS are the streams; ARGV: max_len, ttl_s,
+# channel, then (entry id, entry, message) per key. Replies the (1-based) indexes of those
+# that were missing.
+_RESTORE_EVENTS: Final = Script[bytes](
+    script="""
+local restored = {}
+for i, key in ipairs(KEYS) do
+  local at = 3 + (i - 1) * 3
+  local added = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[1], ARGV[at + 1], 'e', ARGV[at + 2])
+  if not (type(added) == 'table' and added.err) then
+    redis.call('EXPIRE', key, ARGV[2])
+    redis.call('PUBLISH', ARGV[3], ARGV[at + 3])
+    table.insert(restored, i)
+  end
+end
+return restored
+"""
+)
+
+
+async def restore_events(
+    client: Client,
+    items: Sequence[tuple[str, int, str, str]],
+    channel: str,
+    *,
+    max_len: int,
+    ttl_s: int,
+    timeout_s: float = EVENTS_TIMEOUT_S,
+) -> list[int]:
+    """For each `(stream_key, seq, entry, message)`: store and PUBLISH it only when `seq` is
+    above the stream's last entry. One round trip; returns the indexes of those stored."""
+    if not items:
+        return []
+    args: list[str | int] = [max_len, ttl_s, channel]
+    for _key, seq, entry, message in items:
+        if seq < 1:
+            raise ValueError("stream entries start at seq 1")
+        args += [f"{seq}-0", entry, message]
+    with map_redis_errors(), trio.fail_after(timeout_s):
+        reply: object = await _RESTORE_EVENTS(
+            keys=[key for key, *_rest in items], args=args, client=client
+        )
+    if not isinstance(reply, list):
+        return []
+    return [int(index) - 1 for index in reply]
 
 
 async def read_stream_after(

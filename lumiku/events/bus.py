@@ -39,6 +39,8 @@ from lumiku.events.model import SNAPSHOT, Event
 from lumiku.observability.logging import get_logger
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from lumiku.redis import Client
 
 log = get_logger(__name__)
@@ -73,6 +75,11 @@ class EventBus(Protocol):
 
     async def replay(self, job_id: str, after_seq: int) -> list[Event]:
         """The kept events of `job_id` with seq > `after_seq`, in seq order."""
+
+    async def restore(self, events: Sequence[Event]) -> int:
+        """Publish those of `events` that the shared replay store lacks (their publisher
+        died between its commit and its publish, or Redis was down), never one twice;
+        returns how many. Raises `RedisUnavailable`."""
 
     async def serve_fanout(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -114,6 +121,11 @@ class InProcessBus:
 
     async def replay(self, job_id: str, after_seq: int) -> list[Event]:
         return self.rings.replay(job_id, after_seq)
+
+    async def restore(self, events: Sequence[Event]) -> int:
+        """Nothing to restore: what this process published cannot have been lost, and what
+        a crashed process kept in memory is gone (clients recover through the snapshot)."""
+        return 0
 
     async def serve_fanout(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -222,6 +234,35 @@ class RedisBus:
             except ValueError as exc:  # json.JSONDecodeError is a ValueError
                 log.warning("events.malformed_entry", job_id=job_id, error=str(exc))
         return in_seq_order([*stored, *local])
+
+    async def restore(self, events: Sequence[Event]) -> int:
+        """Append and PUBLISH each of `events` only when its seq is above its stream's last
+        entry, in one round trip; the restored ones also reach this instance's subscribers
+        (the fan-out skips this instance's own messages)."""
+        items = []
+        for event in events:
+            _check_publishable(event)
+            record = event.to_record()
+            message = json.dumps({"instance": self.instance_id, "event": record})
+            items.append((STREAM_PREFIX + event.job_id, event.seq, json.dumps(record), message))
+        try:
+            restored = await redis.restore_events(
+                self._client,
+                items,
+                self.channel,
+                max_len=self._ring_events,
+                ttl_s=self._ttl_s,
+                timeout_s=self._timeout_s,
+            )
+        except RedisUnavailable:
+            self._redis_failures += 1
+            raise
+        for index in restored:
+            event = events[index]
+            if not self.rings.replay(event.job_id, event.seq - 1):  # not published here
+                self.rings.add(event)
+                self.subscribers.dispatch(event)
+        return len(restored)
 
     async def serve_fanout(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

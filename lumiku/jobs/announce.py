@@ -36,6 +36,14 @@ def event_data(kind: str, job: Job, credit_refunded: int = 0) -> dict[str, Any]:
     raise ValueError(f"no event data for {kind!r}")
 
 
+def terminal_type(job: Job) -> str:
+    """The terminal event type of a finished job."""
+    kind = _BY_STATUS[job.status]
+    if kind not in events.TERMINAL:
+        raise ValueError(f"job {job.id} is {job.status}, not finished")
+    return kind
+
+
 async def announce(bus: events.EventBus, transition: Transition) -> None:
     """Publish the event of `transition` (its kind follows from the job's new status)."""
     job = transition.job

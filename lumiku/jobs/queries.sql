@@ -216,3 +216,13 @@ SELECT status, count(*) AS jobs FROM jobs GROUP BY status
 
 -- name: oldest_queued
 SELECT min(created_at) AS oldest FROM jobs WHERE status = 'queued'
+
+-- Restoring terminal events ----------------------------------------------------------------
+
+-- name: finished_after
+-- Finished jobs with (finished_at, id) after ($1, $2) and finished_at <= $3, oldest first.
+SELECT * FROM jobs
+WHERE finished_at IS NOT NULL AND (finished_at, id) > ($1, $2) AND finished_at <= $3
+  AND status IN ('succeeded', 'failed', 'cancelled')
+ORDER BY finished_at, id
+LIMIT $4

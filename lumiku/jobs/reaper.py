@@ -1,7 +1,8 @@
 """The reaper (SPEC §6): on every instance, every lease/2, jobs whose lease expired (their
 instance crashed or lost the database) go back to the queue with backoff while attempts
 remain, else fail with STALLED and their refund. Each outcome is announced as an event.
-Expired Idempotency-Keys are purged along the way."""
+Along the way it restores terminal events a crash lost (`jobs.restore`) and purges expired
+Idempotency-Keys."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from typing import TYPE_CHECKING, Final, NoReturn
 
 import trio
 
-from lumiku.errors import DatabaseError
+from lumiku.errors import DatabaseError, RedisUnavailable
 from lumiku.jobs.announce import announce
 from lumiku.jobs.queue import reap
+from lumiku.jobs.restore import RestoreCursor, restore_terminal_events
 from lumiku.jobs.submit import purge_idempotency_keys
 from lumiku.jobs.worker import wall_clock
 from lumiku.observability.logging import get_logger
@@ -36,6 +38,7 @@ async def serve_reaper(
 ) -> NoReturn:
     """Reap every `jobs.lease_s / 2` until cancelled; survives database errors (logged)."""
     settings = deps.settings.jobs
+    restore_from = RestoreCursor.starting(clock())
     task_status.started()
     next_purge = trio.current_time()
     while True:
@@ -53,6 +56,13 @@ async def serve_reaper(
                 await purge_idempotency_keys(deps.store, clock())
         except DatabaseError as exc:
             log.warning("jobs.reap_failed", error=str(exc))
+        try:
+            restored = await restore_terminal_events(deps, restore_from, clock())
+        except (DatabaseError, RedisUnavailable) as exc:
+            log.warning("jobs.restore_failed", error=str(exc))
+        else:
+            if restored:
+                log.warning("jobs.terminal_events_restored", count=restored)
 
 
 async def _announce(deps: Deps, transition: Transition) -> None:

@@ -253,3 +253,50 @@ async def test_streams_are_capped_expire_and_keep_the_first_of_a_seq(
             await bus.publish(first)
             await bus.publish(attrs.evolve(again, data={"percent": 99}))
             assert await other.replay("job-2", 0) == [first]
+
+
+def terminal(seq: int, *, job_id: str) -> Event:
+    return Event(
+        type=events.COMPLETED,
+        job_id=job_id,
+        user_id="user-1",
+        seq=seq,
+        ts=events.utc_now(),
+        data={"result": {"seq": seq}},
+    )
+
+
+async def test_restore_publishes_only_the_events_missing_from_their_streams(
+    redis_url: str, channel: str
+) -> None:
+    with trio.fail_after(GUARD_S):
+        async with (
+            running_buses(channel, redis_url, redis_url) as (a, b),
+            a.subscribe_user("user-1") as on_a,
+            b.subscribe_user("user-1") as on_b,
+        ):
+            # job-1's publisher got to its terminal event; job-2's died before it did.
+            for seq in (1, 2):
+                await a.publish(event(seq, job_id="job-1"))
+                await a.publish(event(seq, job_id="job-2"))
+            await a.publish(terminal(3, job_id="job-1"))
+            assert await receive_seqs(on_a, 5) == [1, 1, 2, 2, 3]
+            assert await receive_seqs(on_b, 5) == [1, 1, 2, 2, 3]
+            candidates = [terminal(3, job_id="job-1"), terminal(3, job_id="job-2")]
+
+            assert await b.restore(candidates) == 1
+            for sub in (on_a, on_b):  # B's own subscriber directly, A's through the fan-out
+                restored = await sub.receive()
+                assert (restored.job_id, restored.seq, restored.type) == (
+                    "job-2",
+                    3,
+                    events.COMPLETED,
+                )
+            assert await b.restore(candidates) == 0  # restoring again delivers nothing
+            assert [e.seq for e in await a.replay("job-2", 0)] == [1, 2, 3]
+            # a marker: once it arrived, anything restored twice would have arrived before it
+            await a.publish(event(1, job_id="marker"))
+            assert (await on_b.receive()).job_id == "marker"
+            assert (await on_a.receive()).job_id == "marker"
+            assert nothing_buffered(on_a)
+            assert nothing_buffered(on_b)

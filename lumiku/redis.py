@@ -229,6 +229,19 @@ async def restore_events(
     return [int(index) - 1 for index in reply]
 
 
+async def last_stream_seq(
+    client: Client, stream_key: str, timeout_s: float = EVENTS_TIMEOUT_S
+) -> int:
+    """The seq of the last entry `publish_event` stored in `stream_key`, 0 when none."""
+    with map_redis_errors(), trio.fail_after(timeout_s):
+        entries = await client.xrevrange(stream_key, "+", "-", count=1)
+    if not entries:
+        return 0
+    identifier = entries[0].identifier
+    text = identifier.decode() if isinstance(identifier, bytes) else str(identifier)
+    return int(text.split("-", 1)[0])
+
+
 async def read_stream_after(
     client: Client, stream_key: str, after_seq: int, timeout_s: float = EVENTS_TIMEOUT_S
 ) -> list[bytes]:

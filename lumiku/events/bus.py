@@ -76,6 +76,10 @@ class EventBus(Protocol):
     async def replay(self, job_id: str, after_seq: int) -> list[Event]:
         """The kept events of `job_id` with seq > `after_seq`, in seq order."""
 
+    async def last_seq(self, job_id: str) -> int:
+        """The highest seq kept for `job_id` (0 when none): what a job's dead worker got to
+        publish. Never raises (degrades to this instance's memory)."""
+
     async def restore(self, events: Sequence[Event]) -> int:
         """Publish those of `events` that the shared replay store lacks (their publisher
         died between its commit and its publish, or Redis was down), never one twice;
@@ -121,6 +125,9 @@ class InProcessBus:
 
     async def replay(self, job_id: str, after_seq: int) -> list[Event]:
         return self.rings.replay(job_id, after_seq)
+
+    async def last_seq(self, job_id: str) -> int:
+        return self.rings.last_seq(job_id)
 
     async def restore(self, events: Sequence[Event]) -> int:
         """Nothing to restore: what this process published cannot have been lost, and what
@@ -234,6 +241,19 @@ class RedisBus:
             except ValueError as exc:  # json.JSONDecodeError is a ValueError
                 log.warning("events.malformed_entry", job_id=job_id, error=str(exc))
         return in_seq_order([*stored, *local])
+
+    async def last_seq(self, job_id: str) -> int:
+        """The job stream's last seq, or this instance's ring's while Redis is down."""
+        local = self.rings.last_seq(job_id)
+        try:
+            stored = await redis.last_stream_seq(
+                self._client, STREAM_PREFIX + job_id, self._timeout_s
+            )
+        except RedisUnavailable as exc:
+            self._redis_failures += 1
+            log.warning("events.last_seq_degraded", job_id=job_id, error=str(exc))
+            return local
+        return max(local, stored)
 
     async def restore(self, events: Sequence[Event]) -> int:
         """Append and PUBLISH each of `events` only when its seq is above its stream's last

@@ -197,6 +197,11 @@ class JobRings:
         ring.append((now, event))
         self._expire(now)
 
+    def last_seq(self, job_id: str) -> int:
+        """The highest seq held for `job_id`, 0 when none."""
+        held = self.replay(job_id, 0)
+        return held[-1].seq if held else 0
+
     def replay(self, job_id: str, after_seq: int) -> list[Event]:
         """The held events of `job_id` with seq > `after_seq`, in seq order."""
         horizon = trio.current_time() - self.max_age_s

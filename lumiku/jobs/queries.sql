@@ -90,25 +90,27 @@ UPDATE jobs SET lease_expires_at = $4, updated_at = $5
 WHERE id = $1 AND attempt = $2 AND status = 'running' AND worker_id = $3
 
 -- name: set_progress
-UPDATE jobs SET progress = $3, event_seq = event_seq + 1, updated_at = $4
-WHERE id = $1 AND attempt = $2 AND status = 'running'
-RETURNING event_seq
+-- The latest progress and the seq of the last event its worker published ($5).
+UPDATE jobs SET progress = $3, event_seq = $5, updated_at = $4
+WHERE id = $1 AND attempt = $2 AND status = 'running' AND event_seq <= $5
 
 -- name: finish_job
 -- A terminal transition of a row the caller holds (lock_running / lock_job): $3 status,
--- $6 credits refunded by this change.
+-- $6 credits refunded by this change, $8 the terminal event's seq, $9 the worker's latest
+-- progress (NULL keeps the stored one).
 UPDATE jobs
 SET status = $3, result = $4, error = $5, refunded = refunded + $6, finished_at = $7,
-    updated_at = $7, lease_expires_at = NULL, event_seq = event_seq + 1
+    updated_at = $7, lease_expires_at = NULL, event_seq = $8, progress = COALESCE($9, progress)
 WHERE id = $1 AND attempt = $2
 RETURNING *
 
 -- name: requeue_job
--- Back to queued ($4: 1 counts the attempt, 0 gives it back). $6: bump event_seq (a
--- retry announces itself; a shutdown release does not).
+-- Back to queued ($4: 1 counts the attempt, 0 gives it back). $6: the new event_seq (one
+-- past the last published for a retry, which announces itself; the last one for a
+-- shutdown release, which does not).
 UPDATE jobs
 SET status = 'queued', attempt = attempt - 1 + $4, run_after = $3, error = $5,
-    worker_id = NULL, lease_expires_at = NULL, updated_at = $7, event_seq = event_seq + $6
+    worker_id = NULL, lease_expires_at = NULL, updated_at = $7, event_seq = $6
 WHERE id = $1 AND attempt = $2 AND status = 'running'
 RETURNING *
 

@@ -30,7 +30,7 @@ from lumiku.jobs.submit import Q
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from lumiku.db.store import Store, Tx
 
@@ -111,6 +111,7 @@ async def reap(
     backoff_base_s: float,
     backoff_max_s: float,
     rng: random.Random | None = None,
+    published_seq: Callable[[str], Awaitable[int]] | None = None,
 ) -> list[Transition]:
     """Running jobs whose lease expired by `now`: back to `queued` after an exponential
     backoff with jitter while attempts remain, else `failed` with code STALLED and the
@@ -119,10 +120,19 @@ async def reap(
     Each transition bumps event_seq once (`generation:retrying` / a terminal event). At
     most `REAP_BATCH` jobs per call, in one transaction; a job another reaper holds is
     skipped. Returns the transitions made.
+
+    `published_seq(job_id)` tells the last seq the event bus holds for a job: its dead
+    worker may have published progress beyond the seq stored with the row, and the reaper's
+    event must come after it.
     """
     done: list[Transition] = []
+    expired = await store.fetch_all(Q.expired_leases, now, REAP_BATCH)
+    seen = {
+        row["id"]: await published_seq(str(row["id"])) if published_seq is not None else 0
+        for row in expired
+    }
     async with store.transaction() as tx:
-        for row in await tx.fetch_all(Q.expired_leases, now, REAP_BATCH):
+        for row in expired:
             job_id, attempt = row["id"], row["attempt"]
             job_row = await tx.fetch_one(Q.lock_running, job_id, attempt)
             if job_row is None:
@@ -132,11 +142,17 @@ async def reap(
                 error = JobError("STALLED", "The worker stopped answering; retrying.", True)
                 delay = backoff_s(job.attempt, backoff_base_s, backoff_max_s, rng)
                 moved = await transitions.requeue(
-                    tx, job_id, attempt, error, now + timedelta(seconds=delay), count_attempt=True
+                    tx,
+                    job_id,
+                    attempt,
+                    error,
+                    now + timedelta(seconds=delay),
+                    count_attempt=True,
+                    seen_seq=seen[job_id],
                 )
             else:
                 error = JobError(STALLED, "The worker stopped answering too many times.", False)
-                moved = await transitions.fail_in(tx, job_id, attempt, error)
+                moved = await transitions.fail_in(tx, job_id, attempt, error, seen_seq=seen[job_id])
             if moved is not None:
                 done.append(moved)
     return done

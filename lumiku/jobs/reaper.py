@@ -49,6 +49,7 @@ async def serve_reaper(
                 now=clock(),
                 backoff_base_s=settings.backoff_s,
                 backoff_max_s=settings.backoff_max_s,
+                published_seq=deps.events.last_seq,
             ):
                 await _announce(deps, transition)
             if trio.current_time() >= next_purge:

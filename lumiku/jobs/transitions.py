@@ -73,30 +73,56 @@ async def renew_lease(
     return None if value is None else bool(value)
 
 
-async def set_progress(store: Store, job_id: UUID, attempt: int, progress: Progress) -> int | None:
-    """Store `progress`, bumping event_seq; the new seq (for `generation:progress`), or
-    None when the fence fails."""
-    seq = await store.fetch_val(
-        Q.set_progress, job_id, attempt, progress.as_dict(), datetime.now(UTC)
-    )
-    return None if seq is None else int(seq)
+async def set_progress(
+    store: Store, job_id: UUID, attempt: int, progress: Progress, seq: int
+) -> bool:
+    """Store `progress` and `seq`, the last event seq its worker published (the worker
+    numbers its progress events and writes the row at most every `PROGRESS_WRITE_S`).
+    False (nothing written) when the fence fails."""
+    now = datetime.now(UTC)
+    return bool(await store.execute(Q.set_progress, job_id, attempt, progress.as_dict(), now, seq))
 
 
 async def complete(
-    store: Store, job_id: UUID, attempt: int, result: Any, *, refund: int = 0
+    store: Store,
+    job_id: UUID,
+    attempt: int,
+    result: Any,
+    *,
+    refund: int = 0,
+    seen_seq: int = 0,
+    progress: Progress | None = None,
 ) -> Transition | None:
     """`succeeded` with `result`; `refund` (capped at what is left) goes back for work not
-    delivered, in the same transaction. None when the fence fails."""
+    delivered, in the same transaction. None when the fence fails.
+
+    Every worker transition takes `seen_seq`, the last seq its worker published (its
+    terminal event comes after it), and `progress`, its latest report if not yet stored."""
     _check_refund(refund)
     async with store.transaction() as tx:
         job = await _lock_running(tx, job_id, attempt)
         if job is None:
             return None
-        return await _finish(tx, job, SUCCEEDED, result=result, refund=refund)
+        return await _finish(
+            tx,
+            job,
+            SUCCEEDED,
+            result=result,
+            refund=refund,
+            seen_seq=seen_seq,
+            progress=progress,
+        )
 
 
 async def fail(
-    store: Store, job_id: UUID, attempt: int, error: JobError, now: datetime
+    store: Store,
+    job_id: UUID,
+    attempt: int,
+    error: JobError,
+    now: datetime,
+    *,
+    seen_seq: int = 0,
+    progress: Progress | None = None,
 ) -> Transition | None:
     """`failed` with `error` and the whole undelivered cost refunded, in one transaction.
     None when the fence fails (also when called twice: the second finds no running job)."""
@@ -104,11 +130,26 @@ async def fail(
         job = await _lock_running(tx, job_id, attempt)
         if job is None:
             return None
-        return await _finish(tx, job, FAILED, error=error, refund=job.undelivered, now=now)
+        return await _finish(
+            tx,
+            job,
+            FAILED,
+            error=error,
+            refund=job.undelivered,
+            now=now,
+            seen_seq=seen_seq,
+            progress=progress,
+        )
 
 
 async def finish_cancelled(
-    store: Store, job_id: UUID, attempt: int, *, refund: int
+    store: Store,
+    job_id: UUID,
+    attempt: int,
+    *,
+    refund: int,
+    seen_seq: int = 0,
+    progress: Progress | None = None,
 ) -> Transition | None:
     """`cancelled`, refunding `refund` (capped at what is left) for the undelivered work.
     None when the fence fails."""
@@ -117,7 +158,9 @@ async def finish_cancelled(
         job = await _lock_running(tx, job_id, attempt)
         if job is None:
             return None
-        return await _finish(tx, job, CANCELLED, refund=refund)
+        return await _finish(
+            tx, job, CANCELLED, refund=refund, seen_seq=seen_seq, progress=progress
+        )
 
 
 async def retry(
@@ -128,21 +171,26 @@ async def retry(
     run_after: datetime,
     *,
     count_attempt: bool,
+    seen_seq: int = 0,
 ) -> Transition | None:
     """Back to `queued` until `run_after`, with `error` kept for the client; no refund.
     `count_attempt=False` (RATE_LIMITED) gives the attempt back. The caller decides whether
     attempts remain. A job whose cancellation was requested ends `cancelled` instead (full
     refund). None when the fence fails."""
     async with store.transaction() as tx:
-        return await requeue(tx, job_id, attempt, error, run_after, count_attempt=count_attempt)
+        return await requeue(
+            tx, job_id, attempt, error, run_after, count_attempt=count_attempt, seen_seq=seen_seq
+        )
 
 
-async def release(store: Store, job_id: UUID, attempt: int) -> bool:
+async def release(store: Store, job_id: UUID, attempt: int, *, seen_seq: int = 0) -> bool:
     """Shutdown: back to `queued` at once, the attempt given back, no error, no refund, no
     event. False when the fence fails."""
     async with store.transaction() as tx:
         now = datetime.now(UTC)
-        done = await requeue(tx, job_id, attempt, None, now, count_attempt=False, announce=False)
+        done = await requeue(
+            tx, job_id, attempt, None, now, count_attempt=False, announce=False, seen_seq=seen_seq
+        )
         if done is not None:
             await wake_everywhere(tx)  # another instance may take it now
         return done is not None
@@ -157,13 +205,14 @@ async def requeue(
     *,
     count_attempt: bool,
     announce: bool = True,
+    seen_seq: int = 0,
 ) -> Transition | None:
     """`retry` inside the caller's transaction (the reaper's)."""
     job = await _lock_running(tx, job_id, attempt)
     if job is None:
         return None
     if job.cancel_requested:
-        return await _finish(tx, job, CANCELLED, refund=job.undelivered)
+        return await _finish(tx, job, CANCELLED, refund=job.undelivered, seen_seq=seen_seq)
     row = await tx.fetch_one(
         Q.requeue_job,
         job_id,
@@ -171,7 +220,7 @@ async def requeue(
         run_after,
         int(count_attempt),
         None if error is None else error.as_dict(),
-        int(announce),
+        max(job.event_seq, seen_seq) + int(announce),
         datetime.now(UTC),
     )
     assert row is not None
@@ -179,12 +228,14 @@ async def requeue(
     return Transition(moved, moved.event_seq)
 
 
-async def fail_in(tx: Tx, job_id: UUID, attempt: int, error: JobError) -> Transition | None:
+async def fail_in(
+    tx: Tx, job_id: UUID, attempt: int, error: JobError, *, seen_seq: int = 0
+) -> Transition | None:
     """`fail` inside the caller's transaction (the reaper's)."""
     job = await _lock_running(tx, job_id, attempt)
     if job is None:
         return None
-    return await _finish(tx, job, FAILED, error=error, refund=job.undelivered)
+    return await _finish(tx, job, FAILED, error=error, refund=job.undelivered, seen_seq=seen_seq)
 
 
 async def cancel(store: Store, job_id: UUID, *, user_id: UUID, is_admin: bool) -> CancelOutcome:
@@ -264,6 +315,8 @@ async def _finish(
     error: JobError | None = None,
     refund: int = 0,
     now: datetime | None = None,
+    seen_seq: int = 0,
+    progress: Progress | None = None,
 ) -> Transition:
     amount = min(refund, job.undelivered)
     row = await tx.fetch_one(
@@ -275,6 +328,8 @@ async def _finish(
         None if error is None else error.as_dict(),
         amount,
         now or datetime.now(UTC),
+        max(job.event_seq, seen_seq) + 1,
+        None if progress is None else progress.as_dict(),
     )
     assert row is not None
     done = Job.from_row(row)

@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 CLEANUP_BUDGET_S: Final = 10.0
+# A running job's row takes its progress at most this often (SPEC §6); every report is
+# published as an event at once, numbered by the worker.
+PROGRESS_WRITE_S: Final = 0.5
 SHUTDOWN: Final = "shutdown"
 CANCEL: Final = "cancel"
 LEASE_LOST: Final = "lease_lost"
@@ -65,11 +68,24 @@ class Running:
 
 @attrs.define
 class RunContext:
-    """The `JobContext` a handler receives."""
+    """The `JobContext` a handler receives.
+
+    It numbers the job's events while the job runs here: `seq` is the last one published
+    (`generation:started` at first). Progress is published at once and stored by
+    `save_progress` at most every `PROGRESS_WRITE_S`; the job's final transition takes
+    `seq` and whatever progress is still `unsaved`.
+    """
 
     worker: Workers
     job: Job
     delivered_cost: int = 0
+    seq: int = attrs.field(init=False)
+    unsaved: Progress | None = None
+    saved_at: float = float("-inf")
+    _reported: trio.Event = attrs.field(factory=trio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        self.seq = self.job.event_seq
 
     @property
     def job_id(self) -> str:
@@ -85,11 +101,32 @@ class RunContext:
 
     async def progress(self, completed: int, total: int, stage: str) -> None:
         progress = Progress.of(completed, total, stage)
-        seq = await transitions.set_progress(
-            self.worker.deps.store, self.job.id, self.job.attempt, progress
-        )
-        if seq is not None:
-            await self.worker.publish(self.job, events.PROGRESS, seq, progress.as_dict())
+        self.seq += 1
+        seq = self.seq
+        await self.worker.publish(self.job, events.PROGRESS, seq, progress.as_dict())
+        self.unsaved = progress
+        self._reported.set()
+
+    async def save_progress(self) -> None:
+        """Store the latest progress and seq, at most every `PROGRESS_WRITE_S`, while the
+        job runs (a task of the job's nursery)."""
+        store = self.worker.deps.store
+        while True:
+            await self._reported.wait()
+            await trio.sleep_until(self.saved_at + PROGRESS_WRITE_S)
+            self._reported = trio.Event()
+            progress, seq = self.unsaved, self.seq
+            if progress is None:
+                continue
+            self.saved_at = trio.current_time()
+            try:
+                await transitions.set_progress(store, self.job.id, self.job.attempt, progress, seq)
+            except DatabaseError as exc:
+                log.warning("jobs.progress_not_saved", error=str(exc))
+                self._reported.set()  # try again after the interval
+                continue
+            if self.unsaved is progress:
+                self.unsaved = None
 
     def deliver(self, cost: int) -> None:
         self.delivered_cost += cost
@@ -228,6 +265,7 @@ async def _run_job(workers: Workers, job: Job) -> None:
         with running.scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_heartbeat, workers, job, running)
+                nursery.start_soon(context.save_progress)
                 outcome = await _call(kind, context)
                 nursery.cancel_scope.cancel()
         with trio.CancelScope(shield=True) as cleanup:
@@ -280,26 +318,36 @@ async def _finish(
     reason: str | None,
 ) -> None:
     store = workers.deps.store
+    seen, progress = context.seq, context.unsaved
     if outcome is None:  # cancelled before the handler returned
         if reason == SHUTDOWN:
-            await transitions.release(store, job.id, job.attempt)
+            await transitions.release(store, job.id, job.attempt, seen_seq=seen)
         elif reason == CANCEL:
             refund = max(job.cost - job.refunded - context.delivered_cost, 0)
-            done = await transitions.finish_cancelled(store, job.id, job.attempt, refund=refund)
+            done = await transitions.finish_cancelled(
+                store, job.id, job.attempt, refund=refund, seen_seq=seen, progress=progress
+            )
             await _announce(workers, done)
         return  # LEASE_LOST: another instance owns the job now; write nothing
     if isinstance(outcome, BaseException):
-        await _failed(workers, job, outcome)
+        await _failed(workers, job, context, outcome)
         return
     refund = min(outcome.undelivered_cost, job.cost - job.refunded)
     done = await transitions.complete(
-        store, job.id, job.attempt, dict(outcome.result), refund=refund
+        store,
+        job.id,
+        job.attempt,
+        dict(outcome.result),
+        refund=refund,
+        seen_seq=seen,
+        progress=progress,
     )
     await _announce(workers, done)
 
 
-async def _failed(workers: Workers, job: Job, error: BaseException) -> None:
+async def _failed(workers: Workers, job: Job, context: RunContext, error: BaseException) -> None:
     store, settings = workers.deps.store, workers.deps.settings.jobs
+    seen = context.seq
     if isinstance(error, RateLimitedUpstream):
         run_after = workers.clock() + timedelta(seconds=error.retry_after_s)
         done = await transitions.retry(
@@ -309,6 +357,7 @@ async def _failed(workers: Workers, job: Job, error: BaseException) -> None:
             JobError("RATE_LIMITED", str(error), True),
             run_after,
             count_attempt=False,
+            seen_seq=seen,
         )
         await _announce(workers, done)
         return
@@ -328,10 +377,19 @@ async def _failed(workers: Workers, job: Job, error: BaseException) -> None:
             job_error,
             workers.clock() + timedelta(seconds=delay),
             count_attempt=True,
+            seen_seq=seen,
         )
         await _announce(workers, done)
         return
-    done = await transitions.fail(store, job.id, job.attempt, job_error, workers.clock())
+    done = await transitions.fail(
+        store,
+        job.id,
+        job.attempt,
+        job_error,
+        workers.clock(),
+        seen_seq=seen,
+        progress=context.unsaved,
+    )
     await _announce(workers, done)
 
 

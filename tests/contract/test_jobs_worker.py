@@ -86,7 +86,7 @@ async def test_a_stale_worker_is_fenced_out(store: Store) -> None:
 
     # Everything the attempt-1 worker still tries is refused and changes nothing.
     assert not await jobs.heartbeat(store, job.id, 1, "old", 30, t1)
-    assert await jobs.set_progress(store, job.id, 1, Progress.of(1, 2, "render")) is None
+    assert not await jobs.set_progress(store, job.id, 1, Progress.of(1, 2, "render"), 9)
     assert await jobs.complete(store, job.id, 1, {"url": "zombie"}) is None
     assert await jobs.fail(store, job.id, 1, PERMANENT, t1) is None
     assert await jobs.finish_cancelled(store, job.id, 1, refund=10) is None
@@ -96,11 +96,14 @@ async def test_a_stale_worker_is_fenced_out(store: Store) -> None:
     # Only the new worker's heartbeat (its own id) extends the lease.
     assert not await jobs.heartbeat(store, job.id, 2, "old", 30, t1)
 
-    seq = await jobs.set_progress(store, job.id, 2, Progress.of(1, 2, "render"))
-    assert seq == second.event_seq + 1
-    done = await jobs.complete(store, job.id, 2, {"url": "real"})
+    # The worker numbers its progress events; the row keeps the last seq it stored.
+    seq = second.event_seq + 2
+    assert await jobs.set_progress(store, job.id, 2, Progress.of(1, 2, "render"), seq)
+    assert not await jobs.set_progress(store, job.id, 2, Progress.of(0, 2, "late"), seq - 1)
+    # The terminal event follows the last one published, stored or not (seq + 1 was not).
+    done = await jobs.complete(store, job.id, 2, {"url": "real"}, seen_seq=seq + 1)
     assert done is not None
-    assert done.event_seq == seq + 1
+    assert done.event_seq == seq + 2
     assert (done.job.status, done.job.result, done.job.progress.percent) == (
         "succeeded",
         {"url": "real"},
@@ -283,3 +286,47 @@ async def test_admin_retry_refuses_a_broke_user(store: Store) -> None:
     unchanged = await jobs.get_job(store, other.id, user_id=other.user_id, is_admin=False)
     assert (unchanged.status, unchanged.charges) == ("failed", 1)
     await assert_audit_clean(store)
+
+
+async def test_the_reaper_numbers_its_event_after_what_the_dead_worker_published(
+    store: Store,
+) -> None:
+    user = await new_user(store, balance=50)
+    job = (await submit(store, user)).job
+    t0 = later()
+    claimed = await claim_one(store, t0, worker="dead", lease_s=30)
+    # The worker published progress up to seq +3 but stored none of it before dying.
+    published = claimed.event_seq + 3
+    asked: list[str] = []
+
+    async def published_seq(job_id: str) -> int:
+        asked.append(job_id)
+        return published
+
+    reaped = await jobs.reap(
+        store,
+        now=t0 + timedelta(seconds=60),
+        backoff_base_s=10,
+        backoff_max_s=600,
+        published_seq=published_seq,
+    )
+    assert asked == [str(job.id)]
+    assert [t.event_seq for t in reaped] == [published + 1]
+    again = await claim_one(store, t0 + timedelta(minutes=30), worker="next")
+    assert again.event_seq == published + 2  # its generation:started
+
+
+async def test_a_final_transition_stores_the_unsaved_progress(store: Store) -> None:
+    user = await new_user(store, balance=50)
+    await submit(store, user)
+    claimed = await claim_one(store, later(), worker="w")
+    done = await jobs.complete(
+        store,
+        claimed.id,
+        claimed.attempt,
+        {"ok": True},
+        seen_seq=claimed.event_seq + 1,
+        progress=Progress.of(2, 2, "done"),
+    )
+    assert done is not None
+    assert (done.job.progress.percent, done.job.progress.stage) == (100, "done")

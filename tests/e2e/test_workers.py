@@ -28,6 +28,7 @@ from lumiku.systemd import Beacon
 from tests.e2e.harness import STRONG_PASSWORD, make_settings
 
 COST = 10
+CHATTY = 50
 
 
 @attrs.define
@@ -49,6 +50,10 @@ class Script:
             raise RateLimitedUpstream("slow down", retry_after_s=30)
         if step == "hang":
             await trio.sleep_forever()
+        if step == "chatty":  # 50 reports over 2.5 s
+            for done in range(1, CHATTY + 1):
+                await trio.sleep(0.05)
+                await ctx.progress(done, CHATTY, "chatting")
         return Outcome({"done": True, "attempt": ctx.attempt})
 
 
@@ -260,3 +265,45 @@ async def test_reaper_requeues_a_job_whose_instance_vanished(
     assert job.refunded == 0
     assert submitted.job.id == job.id
     assert [e.type for e in received] == ["generation:retrying"]
+
+
+@attrs.define
+class CountingStore:
+    """The real store, counting the progress writes that go through it."""
+
+    store: Any
+    progress_writes: int = 0
+
+    async def execute(self, query: Any, *args: Any) -> int:
+        if query is jobs.transitions.Q.set_progress:
+            self.progress_writes += 1
+        count: int = await self.store.execute(query, *args)
+        return count
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_progress_is_published_every_time_and_stored_at_most_every_half_second(
+    tmp_path: Path, thread_safe_autojump: trio.testing.MockClock
+) -> None:
+    async with world(tmp_path) as w:
+        counting = CountingStore(w.deps.store)
+        w.workers.deps = attrs.evolve(w.deps, store=counting)
+        job = await w.submit(["chatty"])
+        started = trio.current_time()
+        done = await w.until_finished(job)
+        took_s = trio.current_time() - started
+        await trio.sleep(1)
+        events = [e for e in w.received if e.job_id == str(job.id)]
+    progress = [e for e in events if e.type == "generation:progress"]
+    # 1 + 50 reports (the script reports once before its step), each one published
+    assert len(progress) == CHATTY + 1
+    # generation:queued (seq 1) belongs to submit_job, which this world bypasses
+    assert [e.seq for e in events] == list(range(2, len(events) + 2))
+    assert events[0].type == "generation:started"
+    assert events[-1].type == "generation:completed"
+    # ... while the row took at most one write per 0.5 s of running
+    assert 1 <= counting.progress_writes <= took_s / 0.5 + 1
+    assert done.event_seq == events[-1].seq
+    assert (done.progress.percent, done.progress.stage) == (100, "chatting")

@@ -205,10 +205,12 @@ def _failure_code(error: BaseException) -> int | None:
 
 @attrs.define
 class RateStatus:
-    """The one-line `STATUS=` summary: where we serve and the request rate since last time."""
+    """The one-line `STATUS=` summary: where we serve, the request rate since last time and
+    what `jobs()` says about the jobs."""
 
     requests_total: Callable[[], int]
     where: Callable[[], str]
+    jobs: Callable[[], str] = lambda: ""
     _last_count: int = 0
     _last_at: float | None = None
 
@@ -217,7 +219,8 @@ class RateStatus:
         elapsed = now - self._last_at if self._last_at is not None else 0.0
         rate = (count - self._last_count) / elapsed if elapsed > 0 else 0.0
         self._last_count, self._last_at = count, now
-        return f"serving on {self.where()}; {rate:.1f} req/s"
+        jobs = self.jobs()
+        return f"serving on {self.where()}; {rate:.1f} req/s" + (f"; {jobs}" if jobs else "")
 
 
 @contextlib.asynccontextmanager
@@ -281,7 +284,7 @@ async def _serve(
     beacons = [worker_beacon]
     app = create_app(deps, blueprints)
     addresses: list[str] = []
-    status = RateStatus(lambda: app.requests_total, lambda: ", ".join(addresses))
+    status = RateStatus(lambda: app.requests_total, lambda: ", ".join(addresses), deps.jobs.status)
     async with trio.open_nursery() as services:
         await services.start(
             serve_watchdog,

@@ -219,6 +219,9 @@ SELECT status, count(*) AS jobs FROM jobs GROUP BY status
 -- name: oldest_queued
 SELECT min(created_at) AS oldest FROM jobs WHERE status = 'queued'
 
+-- name: count_queued
+SELECT count(*) FROM jobs WHERE status = 'queued'
+
 -- Restoring terminal events ----------------------------------------------------------------
 
 -- name: finished_after

@@ -158,6 +158,11 @@ async def reap(
     return done
 
 
+async def count_queued(store: Store) -> int:
+    """How many jobs wait in the queue (due or not)."""
+    return int(await store.fetch_val(Q.count_queued))
+
+
 async def queue_statistics(store: Store, now: datetime) -> dict[str, Any]:
     """Jobs per status and the age of the oldest queued one (for /health/detailed)."""
     counts = {status: 0 for status in STATUSES}

@@ -12,7 +12,7 @@ import trio
 
 from lumiku.errors import DatabaseError, RedisUnavailable
 from lumiku.jobs.announce import announce
-from lumiku.jobs.queue import reap
+from lumiku.jobs.queue import count_queued, reap
 from lumiku.jobs.restore import RestoreCursor, restore_terminal_events
 from lumiku.jobs.submit import purge_idempotency_keys
 from lumiku.jobs.worker import wall_clock
@@ -52,6 +52,7 @@ async def serve_reaper(
                 published_seq=deps.events.last_seq,
             ):
                 await _announce(deps, transition)
+            deps.jobs.queued = await count_queued(deps.store)
             if trio.current_time() >= next_purge:
                 next_purge = trio.current_time() + PURGE_EVERY_S
                 await purge_idempotency_keys(deps.store, clock())

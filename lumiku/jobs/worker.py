@@ -137,6 +137,13 @@ class JobControl:
     """How the rest of the service reaches this instance's workers (set once they start)."""
 
     workers: Workers | None = None
+    queued: int | None = None  # the queue's depth at the reaper's last look
+
+    def status(self) -> str:
+        """The jobs part of systemd's `STATUS=` line."""
+        busy = self.workers.statistics()["busy"] if self.workers is not None else 0
+        depth = "?" if self.queued is None else str(self.queued)
+        return f"{busy} jobs running here, {depth} queued"
 
     def wake(self) -> None:
         if self.workers is not None:

@@ -260,6 +260,8 @@ async def test_reaper_requeues_a_job_whose_instance_vanished(
                 if job.status == "queued":
                     break
                 await trio.sleep(1)
+            while deps.jobs.queued != 1:  # the depth systemd's STATUS= line shows
+                await trio.sleep(1)
         nursery.cancel_scope.cancel()
     assert job.run_after > clock() - timedelta(seconds=1)  # queued again with a backoff
     assert job.refunded == 0

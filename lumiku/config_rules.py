@@ -169,6 +169,7 @@ _FIELD_RULES: Final[dict[str, Callable[[Any], Any]]] = {
     "http.max_body_bytes": _positive,
     "http.keep_alive_s": _positive,
     "http.ws_ping_interval_s": _positive,
+    "http.send_stall_timeout_s": _positive,
     "database.url": _url_schemes("postgresql", "postgres", "sqlite"),
     "database.pool_min_size": _positive,
     "database.pool_max_size": _positive,

@@ -40,6 +40,11 @@ class HttpSettings:
     max_body_bytes: int = setting(1_048_576, "Largest accepted request body, in bytes.")
     keep_alive_s: float = setting(5.0, "Idle keep-alive connections are closed after this.")
     ws_ping_interval_s: float = setting(20.0, "Interval of server pings on websockets.")
+    send_stall_timeout_s: float = setting(
+        20.0,
+        "Drop a connection whose client stopped reading (sent data unacknowledged this "
+        "long; TCP_USER_TIMEOUT). Keep it below shutdown.grace_s.",
+    )
 
 
 @attrs.frozen

@@ -11,6 +11,7 @@ from quart import Blueprint, request
 from lumiku.http.auth import authenticated, current_user
 from lumiku.http.bodies import read_json
 from lumiku.http.context import current_deps
+from lumiku.http.idempotency import accepted, read_idempotency
 from lumiku.observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -21,7 +22,8 @@ def routes_for_tests() -> Blueprint:
 
     `GET /api/_test/slow?s=N` answers after N seconds; `POST /api/_test/echo` parses and
     logs its JSON body; `GET /api/_test/boom?message=M` raises an unexpected exception;
-    `POST /api/_test/jobs {app, kind, payload, cost}` queues a job for the caller.
+    `POST /api/_test/jobs {app, kind, payload, cost}` queues a job for the caller
+    (with `Idempotency-Key`, as every generation route).
     """
     blueprint = Blueprint("tests", __name__, url_prefix="/api/_test")
 
@@ -40,10 +42,13 @@ def routes_for_tests() -> Blueprint:
 
     @blueprint.post("/jobs")
     @authenticated
-    async def submit_test_job() -> tuple[dict[str, Any], int]:
-        """Queue a job of a test app's kind for the caller, as an app's route would."""
+    async def submit_test_job() -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Queue a job of a test app's kind for the caller, as an app's route would: 202
+        `{job, charged}`, honouring `Idempotency-Key` (a replay answers the same, naming
+        the same job and what the first request charged, with `Idempotent-Replayed: true`)."""
         from lumiku.jobs.service import submit_job
 
+        key = await read_idempotency()
         body = await read_json()
         submission = await submit_job(
             current_deps(),
@@ -52,8 +57,12 @@ def routes_for_tests() -> Blueprint:
             kind=str(body["kind"]),
             payload=dict(body.get("payload", {})),
             cost=int(body.get("cost", 0)),
+            idempotency_key=key.key,
+            request_hash=key.request_hash,
         )
-        return {"job": submission.job.as_dict(), "charged": submission.charged}, 202
+        job = submission.job
+        charged = job.cost if submission.replayed else submission.charged
+        return accepted({"job": job.as_dict(), "charged": charged}, submission)
 
     @blueprint.get("/boom")
     async def boom() -> dict[str, Any]:

@@ -37,7 +37,8 @@ SECURITY_HEADERS: Final = (
     (b"referrer-policy", b"no-referrer"),
 )
 CORS_EXPOSE: Final = (
-    b"X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After"
+    b"X-Request-ID, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, "
+    b"Idempotent-Replayed"
 )
 CORS_METHODS: Final = b"GET, POST, PUT, PATCH, DELETE, OPTIONS"
 CORS_DEFAULT_HEADERS: Final = b"Authorization, Content-Type, Idempotency-Key, X-Request-ID"

@@ -22,8 +22,15 @@ BACKLOG: Final = 1024
 WS_MAX_MESSAGE_BYTES: Final = 64 * 1024
 
 
-def make_sockets(binds: list[str], reuse_port: bool) -> list[socket.socket]:
-    """Bound, listening, non-blocking sockets for `binds` (`host:port` or `fd://N`)."""
+def make_sockets(
+    binds: list[str], reuse_port: bool, send_stall_timeout_s: float | None = None
+) -> list[socket.socket]:
+    """Bound, listening, non-blocking sockets for `binds` (`host:port` or `fd://N`).
+
+    With `send_stall_timeout_s`, TCP sockets get TCP_USER_TIMEOUT (Linux; accepted
+    connections inherit it): hypercorn shields its socket writes from cancellation, so a
+    client that stops reading would hold its connection, and the shutdown, forever; the
+    kernel drops it instead once sent data stays unacknowledged that long."""
     sockets = []
     for bind in binds:
         if bind.startswith("fd://"):
@@ -38,6 +45,13 @@ def make_sockets(binds: list[str], reuse_port: bool) -> list[socket.socket]:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.bind((host, port))
+        if (
+            send_stall_timeout_s is not None
+            and hasattr(socket, "TCP_USER_TIMEOUT")
+            and sock.family in (socket.AF_INET, socket.AF_INET6)
+        ):
+            milliseconds = max(1, round(send_stall_timeout_s * 1000))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
         sock.setblocking(False)
         sock.listen(BACKLOG)
         sockets.append(sock)
@@ -74,7 +88,7 @@ async def serve_http(
     On shutdown the listeners close at once (new connections are refused) and in-flight
     requests get `grace_s` to finish; whatever is left after that is cancelled.
     """
-    sockets = make_sockets(binds, http.reuse_port)
+    sockets = make_sockets(binds, http.reuse_port, http.send_stall_timeout_s)
     await worker_serve(
         wrap_app(app, 0, "asgi"),  # type: ignore[arg-type]
         hypercorn_config(http, grace_s),

@@ -22,12 +22,15 @@ from lumiku.errors import FieldError, NotFound, ValidationFailed
 from lumiku.http.auth import is_admin, resolve
 from lumiku.http.context import current_deps
 from lumiku.jobs.queue import get_job
+from lumiku.observability.logging import get_logger
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from lumiku.deps import Deps
     from lumiku.jobs.models import Job
+
+log = get_logger(__name__)
 
 blueprint = Blueprint("sse", __name__)
 
@@ -86,7 +89,13 @@ async def _stream(deps: Deps, job: Job, after: int) -> AsyncIterator[bytes]:
         idle_s = 0.0
         while not deps.shutdown.draining:
             with trio.move_on_after(1.0) as waited:
-                event = await subscription.receive()
+                try:
+                    event = await subscription.receive()
+                except events.Overflowed:
+                    # Fell behind (its buffer filled): end the stream cleanly; EventSource
+                    # reconnects with Last-Event-ID and the replay fills the gap.
+                    log.info("sse.overflowed", job_id=key)
+                    return
             if waited.cancelled_caught:
                 idle_s += 1.0
                 if idle_s >= KEEPALIVE_S:

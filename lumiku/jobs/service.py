@@ -9,6 +9,7 @@ from lumiku import events
 from lumiku.credits.ledger import CreditsPolicy
 from lumiku.jobs.announce import event_data
 from lumiku.jobs.submit import submit
+from lumiku.observability.logging import request_id_var
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -49,7 +50,7 @@ async def submit_job(
         policy=CreditsPolicy.from_settings(deps.settings.credits),
         priority=priority,
         max_attempts=job_kind.max_attempts,
-        request_id=request_id,
+        request_id=request_id if request_id is not None else request_id_var.get(),
         idempotency_key=idempotency_key,
         request_hash=request_hash,
         extra=extra,

@@ -8,11 +8,18 @@ from pathlib import Path
 import pytest
 import trio
 
+from lumiku.db.store import Store
 from lumiku.errors import Unavailable
 from tests.contract.conftest import CONTRACT_MIGRATIONS, Q
 from tests.services import open_test_store
 
 CHANNEL = "lumiku_test"
+
+
+async def notify_then_fail(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.notify(CHANNEL, "rolled back")
+        raise RuntimeError("abort")
 
 
 async def test_a_notification_arrives_when_its_transaction_commits(
@@ -22,10 +29,8 @@ async def test_a_notification_arrives_when_its_transaction_commits(
         open_test_store(postgres_url, tmp_path) as store,
         store.listen(CHANNEL) as listener,
     ):
-        with pytest.raises(RuntimeError):
-            async with store.transaction() as tx:
-                await tx.notify(CHANNEL, "rolled back")
-                raise RuntimeError("abort")
+        with pytest.raises(RuntimeError, match="abort"):
+            await notify_then_fail(store)
         async with store.transaction() as tx:
             await tx.notify(CHANNEL, "first")
             await tx.notify(CHANNEL, "second")

@@ -1,12 +1,15 @@
 """A minimal websocket client for tests, on wsproto over a trio stream.
 
 Unlike trio-websocket it always closes its TCP stream when the connection ends, whichever
-side closed first, so leak checks stay meaningful; it also exposes the close code.
+side closed first, so leak checks stay meaningful; it also exposes the close code. A test
+can shrink the client's kernel receive buffer (`receive_buffer_bytes`) to play a client
+that stops reading without the kernel absorbing some 200 KiB for it first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -73,15 +76,36 @@ class WsClient:
         await self.stream.send_all(self.ws.send(TextMessage(data=text)))
 
 
+async def _open_stream(host: str, port: int, receive_buffer_bytes: int | None) -> trio.SocketStream:
+    if receive_buffer_bytes is None:
+        return await trio.open_tcp_stream(host, port)
+    # SO_RCVBUF must be set before connecting: the window scale is agreed in the handshake.
+    family, kind, proto, _, address = (
+        await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    )[0]
+    sock = trio.socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer_bytes)
+        await sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
+
+
 @contextlib.asynccontextmanager
 async def connect(
-    url: str, headers: list[tuple[bytes, bytes]] | None = None
+    url: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    receive_buffer_bytes: int | None = None,
 ) -> AsyncIterator[WsClient]:
-    """Open a websocket to `url` (ws://host:port/path?query); always closes the stream."""
+    """Open a websocket to `url` (ws://host:port/path?query); always closes the stream.
+    `receive_buffer_bytes` sets the socket's SO_RCVBUF (the kernel doubles it)."""
     parts = urlsplit(url)
     assert parts.hostname is not None
     assert parts.port is not None
-    stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+    stream = await _open_stream(parts.hostname, parts.port, receive_buffer_bytes)
     async with stream:
         ws = WSConnection(ConnectionType.CLIENT)
         target = parts.path + (f"?{parts.query}" if parts.query else "")

@@ -231,10 +231,13 @@ async def requeue(
 async def fail_in(
     tx: Tx, job_id: UUID, attempt: int, error: JobError, *, seen_seq: int = 0
 ) -> Transition | None:
-    """`fail` inside the caller's transaction (the reaper's)."""
+    """`fail` inside the caller's transaction (the reaper's); a job whose cancellation was
+    requested ends `cancelled` instead (the same refund)."""
     job = await _lock_running(tx, job_id, attempt)
     if job is None:
         return None
+    if job.cancel_requested:
+        return await _finish(tx, job, CANCELLED, refund=job.undelivered, seen_seq=seen_seq)
     return await _finish(tx, job, FAILED, error=error, refund=job.undelivered, seen_seq=seen_seq)
 
 

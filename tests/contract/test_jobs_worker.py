@@ -227,6 +227,24 @@ async def test_the_reaper_fails_a_job_out_of_attempts_with_a_refund(store: Store
     await assert_audit_clean(store)
 
 
+async def test_a_stalled_job_whose_cancellation_was_requested_ends_cancelled(
+    store: Store,
+) -> None:
+    user = await new_user(store, balance=50)
+    for max_attempts in (1, 2):  # out of attempts, and with attempts left
+        job = (await submit(store, user, max_attempts=max_attempts)).job
+        now = later()
+        await claim_one(store, now, lease_s=30)
+        outcome = await jobs.cancel(store, job.id, user_id=user, is_admin=False)
+        assert not outcome.immediate  # running: its worker was to finish it, but it died
+        (reaped,) = await jobs.reap(
+            store, now=now + timedelta(seconds=31), backoff_base_s=10, backoff_max_s=600
+        )
+        assert (reaped.job.status, reaped.job.refunded) == ("cancelled", 10)
+    assert await assert_consistent(store, user) == 50
+    await assert_audit_clean(store)
+
+
 async def test_the_reaper_leaves_live_leases_alone(store: Store) -> None:
     user = await new_user(store, balance=50)
     await submit(store, user)

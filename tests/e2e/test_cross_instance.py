@@ -104,7 +104,7 @@ async def test_a_running_job_is_cancelled_through_the_other_instance_within_a_se
             ):
                 await trio.sleep(0.02)
         took_s = trio.current_time() - asked_at
-        balance = (await other.client.get("/api/credits/balance", headers=bearer(user["token"])))
+        balance = await other.client.get("/api/credits/balance", headers=bearer(user["token"]))
     assert done["status"] == "cancelled"
     assert took_s < 1.0, f"cancelled after {took_s:.2f} s"
     assert done["refunded"] == COST - DELIVERED  # the handler delivered work worth 4

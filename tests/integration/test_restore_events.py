@@ -96,9 +96,7 @@ async def test_the_reapers_walk_restores_lost_terminal_events_once(
             assert await terminal_types(redis_url, lost) == ["generation:completed"]
 
 
-async def test_without_redis_there_is_nothing_to_restore(
-    postgres_url: str, tmp_path: Path
-) -> None:
+async def test_without_redis_there_is_nothing_to_restore(postgres_url: str, tmp_path: Path) -> None:
     settings = settings_for(postgres_url, tmp_path)
     async with open_deps(settings, apps=REGISTRY) as deps:
         cursor = RestoreCursor.starting(datetime.now(UTC))

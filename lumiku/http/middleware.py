@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final
 
+import trio
+
 from lumiku.http.problems import PROBLEM_JSON, problem_body
 from lumiku.observability.logging import get_logger, request_id_var
 
@@ -190,6 +192,15 @@ class EdgeMiddleware:
                 message["headers"] = [*message.get("headers", ()), *extra]
             elif message["type"] == "http.response.body":
                 state["bytes"] += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    # hypercorn recycles a keep-alive connection and starts its idle timer
+                    # inside this send; quart-trio cancels the request's nursery when the
+                    # disconnect that triggers arrives, which would leave the connection
+                    # without an idle timer (open past http.keep_alive_s, holding a drain
+                    # for the whole grace). The socket write is bounded by TCP_USER_TIMEOUT.
+                    with trio.CancelScope(shield=True):
+                        await send(message)
+                    return
             await send(message)
 
         try:

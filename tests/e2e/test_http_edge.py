@@ -273,6 +273,33 @@ async def test_server_pings_and_a_closed_websocket_does_not_hold_the_drain(tmp_p
         assert trio.current_time() - closed_at < 1
 
 
+async def test_an_idle_keep_alive_connection_closes_after_a_post_too(tmp_path: Path) -> None:
+    """The idle timer starts inside the last send of a response; a POST (whose body the app
+    read) must not cancel it, or the connection stays open and holds the drain."""
+    settings = make_settings(tmp_path, {"LUMIKU_HTTP_KEEP_ALIVE_S": "0.5"})
+    with trio.fail_after(30):
+        async with running_service(settings) as svc:
+            host, port = svc.base_url.removeprefix("http://").rsplit(":", 1)
+            for method, path, body in (
+                ("GET", "/health", b""),
+                ("POST", "/api/_test/echo", b'{"hello": "world"}'),
+            ):
+                stream = await trio.open_tcp_stream(host, int(port))
+                async with stream:
+                    head = (
+                        f"{method} {path} HTTP/1.1\r\nhost: {host}\r\n"
+                        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+                    )
+                    await stream.send_all(head.encode() + body)
+                    received = b""
+                    with trio.fail_after(3):  # keep_alive_s is 0.5: closed well before
+                        while chunk := await stream.receive_some(65536):
+                            received += chunk
+                    assert received.startswith(b"HTTP/1.1 200"), (method, received[:200])
+            stopping_at = trio.current_time()
+        assert trio.current_time() - stopping_at < 2  # no idle connection held the drain
+
+
 async def test_websocket_closes_with_1001_on_shutdown(service: Service) -> None:
     async with connect(await service.authed_ws_url()) as ws:
         assert json.loads(await ws.receive())["type"] == "ready"

@@ -253,7 +253,11 @@ async def open_deps(
 
         async def details() -> dict[str, Any]:
             workers = control.workers.statistics() if control.workers else {"busy": 0, "total": 0}
-            return {"queue": await queue_statistics(store, datetime.now(UTC)), "workers": workers}
+            return {
+                "queue": await queue_statistics(store, datetime.now(UTC)),
+                "workers": workers,
+                "jobs": control.metrics.snapshot(),
+            }
 
         yield Deps(
             settings=settings,

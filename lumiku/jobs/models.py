@@ -231,10 +231,12 @@ class Transition:
 
 @attrs.frozen
 class CancelOutcome:
-    """`immediate`: the job is cancelled now; otherwise its worker was asked to stop."""
+    """`immediate`: the job is cancelled now; otherwise its worker was asked to stop.
+    `changed`: this request cancelled it (False when it was cancelled already)."""
 
     job: Job
     immediate: bool
+    changed: bool = True
 
 
 @attrs.frozen

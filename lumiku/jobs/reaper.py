@@ -70,4 +70,7 @@ async def serve_reaper(
 async def _announce(deps: Deps, transition: Transition) -> None:
     job = transition.job
     log.warning("jobs.reaped", job_id=str(job.id), status=job.status, attempt=job.attempt)
+    deps.jobs.metrics.stalled(job.kind)
+    if job.finished:
+        deps.jobs.metrics.finished(job.kind, job.status)
     await announce(deps.events, transition)

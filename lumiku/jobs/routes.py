@@ -61,7 +61,9 @@ async def cancel(job_id: str) -> tuple[dict[str, Any], int]:
     )
     job = outcome.job
     if outcome.immediate:
-        await announce(deps.events, Transition(job, job.event_seq, job.refunded))
+        if outcome.changed:  # cancelled while queued; asking again announces nothing
+            deps.jobs.metrics.finished(job.kind, job.status)
+            await announce(deps.events, Transition(job, job.event_seq, job.refunded))
         return {"job": job.as_dict()}, 200
     deps.jobs.cancel_here(job.id)
     return {"job": job.as_dict(), "cancel_requested": True}, 202
@@ -96,5 +98,6 @@ async def admin_retry(job_id: str) -> tuple[dict[str, Any], int]:
             data={"attempt": job.attempt, "retried_by_admin": True},
         )
     )
+    deps.jobs.metrics.submitted(job.kind)
     deps.jobs.wake()
     return {"job": job.as_dict()}, 202

@@ -57,6 +57,7 @@ async def submit_job(
     )
     if not submission.replayed:
         job = submission.job
+        deps.jobs.metrics.submitted(kind)
         await deps.events.publish(
             events.Event(
                 type=events.QUEUED,

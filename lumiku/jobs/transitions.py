@@ -267,7 +267,7 @@ async def cancel(store: Store, job_id: UUID, *, user_id: UUID, is_admin: bool) -
             await cancel_everywhere(tx, job_id)  # again when asked again: signals can be lost
             return CancelOutcome(job, immediate=False)
         if job.status == CANCELLED:
-            return CancelOutcome(job, immediate=True)
+            return CancelOutcome(job, immediate=True, changed=False)
     raise JobFinished(job)
 
 

@@ -25,7 +25,8 @@ from lumiku import events
 from lumiku.errors import DatabaseError, Permanent, RateLimitedUpstream, Transient
 from lumiku.jobs import transitions
 from lumiku.jobs.announce import announce, event_data
-from lumiku.jobs.models import JobError, Progress, backoff_s
+from lumiku.jobs.metrics import JobMetrics
+from lumiku.jobs.models import QUEUED, JobError, Progress, backoff_s
 from lumiku.jobs.queue import claim
 from lumiku.observability.logging import get_logger, job_id_var
 
@@ -82,6 +83,7 @@ class RunContext:
     seq: int = attrs.field(init=False)
     unsaved: Progress | None = None
     saved_at: float = float("-inf")
+    started_at: float = attrs.field(factory=trio.current_time)
     _reported: trio.Event = attrs.field(factory=trio.Event)
 
     def __attrs_post_init__(self) -> None:
@@ -138,6 +140,7 @@ class JobControl:
 
     workers: Workers | None = None
     queued: int | None = None  # the queue's depth at the reaper's last look
+    metrics: JobMetrics = attrs.field(factory=JobMetrics)
 
     def status(self) -> str:
         """The jobs part of systemd's `STATUS=` line."""
@@ -246,19 +249,22 @@ async def _claim(workers: Workers) -> list[Job]:
     slots = {name: free for name, free in slots.items() if free > 0}
     if not slots:
         return []
-    jobs = deps.settings.jobs
+    jobs, now = deps.settings.jobs, workers.clock()
     try:
-        return await claim(
+        claimed = await claim(
             deps.store,
             worker_id=workers.worker_id,
             slots=slots,
             per_user_running=jobs.per_user_running,
             lease_s=jobs.lease_s,
-            now=workers.clock(),
+            now=now,
         )
     except DatabaseError as exc:
         log.warning("jobs.claim_failed", error=str(exc))
         return []
+    for job in claimed:
+        deps.jobs.metrics.claimed(job.kind, (now - job.run_after).total_seconds())
+    return claimed
 
 
 async def _run_job(workers: Workers, job: Job) -> None:
@@ -328,13 +334,14 @@ async def _finish(
     seen, progress = context.seq, context.unsaved
     if outcome is None:  # cancelled before the handler returned
         if reason == SHUTDOWN:
-            await transitions.release(store, job.id, job.attempt, seen_seq=seen)
+            if await transitions.release(store, job.id, job.attempt, seen_seq=seen):
+                workers.deps.jobs.metrics.released(job.kind)
         elif reason == CANCEL:
             refund = max(job.cost - job.refunded - context.delivered_cost, 0)
             done = await transitions.finish_cancelled(
                 store, job.id, job.attempt, refund=refund, seen_seq=seen, progress=progress
             )
-            await _announce(workers, done)
+            await _announce(workers, done, context)
         return  # LEASE_LOST: another instance owns the job now; write nothing
     if isinstance(outcome, BaseException):
         await _failed(workers, job, context, outcome)
@@ -349,7 +356,7 @@ async def _finish(
         seen_seq=seen,
         progress=progress,
     )
-    await _announce(workers, done)
+    await _announce(workers, done, context)
 
 
 async def _failed(workers: Workers, job: Job, context: RunContext, error: BaseException) -> None:
@@ -366,7 +373,7 @@ async def _failed(workers: Workers, job: Job, context: RunContext, error: BaseEx
             count_attempt=False,
             seen_seq=seen,
         )
-        await _announce(workers, done)
+        await _announce(workers, done, context, "RATE_LIMITED")
         return
     retryable = not isinstance(error, Permanent)
     code = (
@@ -386,7 +393,7 @@ async def _failed(workers: Workers, job: Job, context: RunContext, error: BaseEx
             count_attempt=True,
             seen_seq=seen,
         )
-        await _announce(workers, done)
+        await _announce(workers, done, context, code)
         return
     done = await transitions.fail(
         store,
@@ -397,10 +404,18 @@ async def _failed(workers: Workers, job: Job, context: RunContext, error: BaseEx
         seen_seq=seen,
         progress=context.unsaved,
     )
-    await _announce(workers, done)
+    await _announce(workers, done, context)
 
 
-async def _announce(workers: Workers, done: Transition | None) -> None:
+async def _announce(
+    workers: Workers, done: Transition | None, context: RunContext, code: str = ""
+) -> None:
+    """Count and publish what the job's transition did."""
     if done is None:  # the fence held: someone else owns the job now
         return
+    job, metrics = done.job, workers.deps.jobs.metrics
+    if job.status == QUEUED:
+        metrics.retried(job.kind, code)
+    else:
+        metrics.finished(job.kind, job.status, trio.current_time() - context.started_at)
     await announce(workers.deps.events, done)

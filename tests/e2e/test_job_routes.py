@@ -107,6 +107,7 @@ async def test_cancel_queued_and_running_jobs_and_refunds(service: Service) -> N
     assert again.status_code == 200  # cancelling twice gives the same outcome
     detailed = (await service.client.get("/health/detailed")).json()
     assert detailed["queue"]["counts"]["cancelled"] == 2
+    assert detailed["jobs"]["demo.step"]["finished"] == {"cancelled": 2}
     assert detailed["queue"]["oldest_queued_age_s"] is None
     assert detailed["workers"] == {"busy": 0, "total": 4}
 

@@ -149,6 +149,11 @@ async def test_transient_twice_then_success(
         assert 10 <= third - second <= 21
         await trio.sleep(1)
         events = [e for e in w.received if e.job_id == str(job.id)]
+        counted = w.deps.jobs.metrics.snapshot()["demo.script"]
+    assert counted["retries"] == {"TRANSIENT": 2}
+    assert counted["finished"] == {"succeeded": 1}
+    assert counted["wait"]["count"] == 3  # claimed three times
+    assert counted["run"]["count"] == 1  # the run that ended it
     assert [e.seq for e in events] == sorted(e.seq for e in events)
     assert [e.type for e in terminal_events(events, job)] == ["generation:completed"]
     assert [e.type for e in events].count("generation:retrying") == 2
@@ -214,6 +219,7 @@ async def test_shutdown_releases_a_job_that_outlives_the_grace(
             await w.workers.drained.wait()
         released = await jobs.get_job(w.deps.store, job.id, user_id=w.user_id, is_admin=False)
         script_calls = list(w.script.calls)
+        assert w.deps.jobs.metrics.released_total["demo.script"] == 1
         assert await w.balance() == 100 - COST  # no refund
     assert released.status == "queued"
     assert released.attempt == 0  # the interrupted attempt does not count
@@ -262,6 +268,7 @@ async def test_reaper_requeues_a_job_whose_instance_vanished(
                 await trio.sleep(1)
             while deps.jobs.queued != 1:  # the depth systemd's STATUS= line shows
                 await trio.sleep(1)
+        assert deps.jobs.metrics.stalls_total["demo.script"] == 1
         nursery.cancel_scope.cancel()
     assert job.run_after > clock() - timedelta(seconds=1)  # queued again with a backoff
     assert job.refunded == 0

@@ -51,6 +51,36 @@ BACKOFF_MIN_S: Final = 0.5
 BACKOFF_MAX_S: Final = 5.0
 
 
+@attrs.define
+class Breaker:
+    """Stops calling Redis for a while after a failure, so a Redis that hangs (rather than
+    refusing) costs one timeout, not one per event: open for `min_s` after a failure,
+    doubling to `max_s` while calls keep failing, closed by the first success."""
+
+    min_s: float
+    max_s: float
+    _open_until: float = float("-inf")
+    _open_s: float = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._open_s = self.min_s
+
+    def allows(self) -> bool:
+        return trio.current_time() >= self._open_until
+
+    def failed(self) -> None:
+        self._open_until = trio.current_time() + self._open_s
+        self._open_s = min(self._open_s * 2, self.max_s)
+
+    def succeeded(self) -> None:
+        self._open_s = self.min_s
+
+    def close(self) -> None:
+        """Redis answered elsewhere (the fan-out subscribed again): call it again now."""
+        self._open_until = float("-inf")
+        self._open_s = self.min_s
+
+
 @attrs.frozen
 class BusStatistics:
     """A snapshot of a bus's counters (for metrics) and state (for readiness)."""
@@ -60,6 +90,7 @@ class BusStatistics:
     dropped_overflow: int
     overflows: int
     redis_failures: int
+    redis_skipped: int  # calls not made while the breaker was open
     subscribers: int
     fanout_connected: bool | None  # None: no Redis (in-process bus)
 
@@ -148,6 +179,7 @@ class InProcessBus:
             dropped_overflow=self.subscribers.dropped_overflow,
             overflows=self.subscribers.overflows,
             redis_failures=0,
+            redis_skipped=0,
             subscribers=len(self.subscribers),
             fanout_connected=None,
         )
@@ -157,7 +189,9 @@ class RedisBus:
     """The shared bus: a capped stream per job for replay, one channel for live events.
 
     Streams live `ring_age_s` after a job's last event and keep about `ring_events` entries
-    (at least that many: trimming is approximate). Redis calls time out after `timeout_s`.
+    (at least that many: trimming is approximate). Redis calls time out after `timeout_s`;
+    after a failure a `Breaker` skips them (local delivery and the ring only) for
+    `backoff_min_s`, doubling to `backoff_max_s` while Redis keeps failing.
     Pub/sub channels ignore the Redis database number, so deployments sharing one Redis
     server need different `channel`s.
     """
@@ -189,7 +223,19 @@ class RedisBus:
         self._backoff_max_s = backoff_max_s
         self._published = 0
         self._redis_failures = 0
+        self._redis_skipped = 0
         self._fanout_connected = False
+        self._breaker = Breaker(backoff_min_s, backoff_max_s)
+
+    def _redis_allowed(self) -> bool:
+        if self._breaker.allows():
+            return True
+        self._redis_skipped += 1
+        return False
+
+    def _redis_failed(self) -> None:
+        self._redis_failures += 1
+        self._breaker.failed()
 
     async def publish(self, event: Event) -> None:
         """Deliver locally, keep in this instance's ring, then XADD + PUBLISH in one round
@@ -198,6 +244,9 @@ class RedisBus:
         self._published += 1
         self.rings.add(event)
         self.subscribers.dispatch(event)
+        if not self._redis_allowed():
+            log.info("events.publish_skipped", job_id=event.job_id, seq=event.seq)
+            return
         record = event.to_record()
         message = json.dumps({"instance": self.instance_id, "event": record})
         try:
@@ -213,9 +262,10 @@ class RedisBus:
                 timeout_s=self._timeout_s,
             )
         except RedisUnavailable as exc:
-            self._redis_failures += 1
+            self._redis_failed()
             log.warning("events.publish_failed", job_id=event.job_id, seq=event.seq, error=str(exc))
             return
+        self._breaker.succeeded()
         if not stored:
             log.warning("events.seq_not_stored", job_id=event.job_id, seq=event.seq)
 
@@ -226,14 +276,18 @@ class RedisBus:
         """The job's stream after `after_seq`, merged with this instance's ring (which holds
         what was published here while Redis was down); the ring alone when Redis is down."""
         local = self.rings.replay(job_id, after_seq)
+        if not self._redis_allowed():
+            log.warning("events.replay_degraded", job_id=job_id, error="Redis skipped")
+            return local
         try:
             entries = await redis.read_stream_after(
                 self._client, STREAM_PREFIX + job_id, after_seq, self._timeout_s
             )
         except RedisUnavailable as exc:
-            self._redis_failures += 1
+            self._redis_failed()
             log.warning("events.replay_degraded", job_id=job_id, error=str(exc))
             return local
+        self._breaker.succeeded()
         stored = []
         for entry in entries:
             try:
@@ -245,14 +299,17 @@ class RedisBus:
     async def last_seq(self, job_id: str) -> int:
         """The job stream's last seq, or this instance's ring's while Redis is down."""
         local = self.rings.last_seq(job_id)
+        if not self._redis_allowed():
+            return local
         try:
             stored = await redis.last_stream_seq(
                 self._client, STREAM_PREFIX + job_id, self._timeout_s
             )
         except RedisUnavailable as exc:
-            self._redis_failures += 1
+            self._redis_failed()
             log.warning("events.last_seq_degraded", job_id=job_id, error=str(exc))
             return local
+        self._breaker.succeeded()
         return max(local, stored)
 
     async def restore(self, events: Sequence[Event]) -> int:
@@ -265,6 +322,8 @@ class RedisBus:
             record = event.to_record()
             message = json.dumps({"instance": self.instance_id, "event": record})
             items.append((STREAM_PREFIX + event.job_id, event.seq, json.dumps(record), message))
+        if not self._redis_allowed():
+            raise RedisUnavailable("Redis is skipped after a recent failure")
         try:
             restored = await redis.restore_events(
                 self._client,
@@ -275,8 +334,9 @@ class RedisBus:
                 timeout_s=self._timeout_s,
             )
         except RedisUnavailable:
-            self._redis_failures += 1
+            self._redis_failed()
             raise
+        self._breaker.succeeded()
         for index in restored:
             event = events[index]
             if not self.rings.replay(event.job_id, event.seq - 1):  # not published here
@@ -303,6 +363,7 @@ class RedisBus:
             try:
                 async with redis.open_subscription(self._client, self.channel) as subscription:
                     self._fanout_connected = True
+                    self._breaker.close()
                     log.info("events.fanout_subscribed", channel=self.channel)
                     delay_s = self._backoff_min_s
                     if not started:
@@ -341,6 +402,7 @@ class RedisBus:
             dropped_overflow=self.subscribers.dropped_overflow,
             overflows=self.subscribers.overflows,
             redis_failures=self._redis_failures,
+            redis_skipped=self._redis_skipped,
             subscribers=len(self.subscribers),
             fanout_connected=self._fanout_connected,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 
 import attrs
 import coredis
@@ -300,3 +301,33 @@ async def test_restore_publishes_only_the_events_missing_from_their_streams(
             assert (await on_a.receive()).job_id == "marker"
             assert nothing_buffered(on_a)
             assert nothing_buffered(on_b)
+
+
+async def test_a_hanging_redis_costs_one_timeout_not_one_per_event(
+    autojump_clock: trio.testing.MockClock, channel: str
+) -> None:
+    """A Redis that accepts connections but never answers: the first publish waits for its
+    timeout, the next ones are skipped (delivered locally only) while the breaker is open."""
+
+    async def black_hole(stream: trio.SocketStream) -> None:
+        async for _chunk in stream:
+            pass  # read everything, answer nothing
+
+    async with trio.open_nursery() as nursery:
+        serve = partial(trio.serve_tcp, black_hole, 0, host="127.0.0.1")
+        (listener,) = await nursery.start(serve)
+        port = listener.socket.getsockname()[1]
+        settings = RedisSettings(url=f"redis://127.0.0.1:{port}/0", connect_timeout_s=5)
+        async with open_redis(settings) as client:
+            assert client is not None
+            bus = RedisBus(client, "hung", channel=channel, timeout_s=1.0, backoff_min_s=10)
+            async with bus.subscribe_user("user-1") as sub:
+                started = trio.current_time()
+                for seq in range(1, 21):
+                    await bus.publish(event(seq))
+                took_s = trio.current_time() - started
+                assert await receive_seqs(sub, 20) == list(range(1, 21))
+        nursery.cancel_scope.cancel()
+    stats = bus.statistics()
+    assert (stats.redis_failures, stats.redis_skipped) == (1, 19)
+    assert took_s < 2  # one 1 s timeout, not twenty

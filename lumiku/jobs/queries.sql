@@ -60,28 +60,43 @@ WITH due AS (
     FROM jobs j
     WHERE j.status = 'queued' AND NOT j.cancel_requested AND j.kind = $1 AND j.run_after <= $2
 )
-SELECT jobs.id, jobs.user_id
+SELECT jobs.id, jobs.user_id, due.place
 FROM jobs JOIN due ON due.id = jobs.id
 WHERE due.place + due.running <= $3 AND jobs.status = 'queued'
 ORDER BY jobs.priority DESC, jobs.id
 LIMIT $4
 FOR UPDATE OF jobs SKIP LOCKED
 
--- name: try_lock_user
--- Serialises claims for one user across instances until the commit; never waits, so two
--- claimers cannot deadlock (the loser skips the user this round). The two-key form keeps
--- these locks apart from the migrator's one-key lock.
-SELECT pg_try_advisory_xact_lock(1862, hashtext($1)) AS locked
+-- name: lock_users
+-- The users of $1 whose claims this transaction now serialises across instances (until
+-- the commit). A try-lock never waits, so two claimers cannot deadlock (the loser skips
+-- the user this round). The two-key form keeps these locks apart from the migrator's.
+SELECT u.user_key FROM unnest($1::text[]) AS u(user_key)
+WHERE pg_try_advisory_xact_lock(1862, hashtext(u.user_key))
 
--- name: count_running
-SELECT count(*) FROM jobs WHERE user_id = $1 AND status = 'running'
-
--- name: claim_job
+-- name: claim_picked
+-- Claim the candidates ($1 ids, $2 their place in their user's queue, $3 their users:
+-- parallel lists) of the users locked by this transaction ($8), each while its place fits
+-- under the cap ($4) minus what the user runs now, counted after the lock (this statement's
+-- snapshot sees every earlier claimer's commit).
+WITH want AS (
+    SELECT w.id::uuid AS id, w.place, w.user_key::uuid AS user_id
+    FROM unnest($1::text[], $2::int[], $3::text[]) AS w(id, place, user_key)
+    WHERE w.user_key = ANY($8::text[])
+), running AS (
+    SELECT r.user_id, count(*) AS n FROM jobs r
+    WHERE r.status = 'running' AND r.user_id IN (SELECT user_id FROM want)
+    GROUP BY r.user_id
+), pick AS (
+    SELECT want.id FROM want LEFT JOIN running ON running.user_id = want.user_id
+    WHERE want.place <= $4 - coalesce(running.n, 0)
+)
 UPDATE jobs
-SET status = 'running', attempt = attempt + 1, worker_id = $2, lease_expires_at = $3,
-    started_at = $4, updated_at = $4, event_seq = event_seq + 1
-WHERE id = $1 AND status = 'queued' AND NOT cancel_requested
-RETURNING *
+SET status = 'running', attempt = attempt + 1, worker_id = $5, lease_expires_at = $6,
+    started_at = $7, updated_at = $7, event_seq = event_seq + 1
+FROM pick
+WHERE jobs.id = pick.id AND jobs.status = 'queued' AND NOT jobs.cancel_requested
+RETURNING jobs.*
 
 -- Worker transitions (fenced) -------------------------------------------------------------
 

@@ -16,15 +16,37 @@ WITH due AS (
     FROM jobs j
     WHERE j.status = 'queued' AND NOT j.cancel_requested AND j.kind = $1 AND j.run_after <= $2
 )
-SELECT jobs.id, jobs.user_id
+SELECT jobs.id, jobs.user_id, due.place
 FROM jobs JOIN due ON due.id = jobs.id
 WHERE due.place + due.running <= $3 AND jobs.status = 'queued'
 ORDER BY jobs.priority DESC, jobs.id
 LIMIT $4
 
--- name: try_lock_user
+-- name: lock_users
 -- The writer transaction is the lock.
-SELECT $1 IS NOT NULL AS "locked [BOOLEAN]"
+SELECT value AS user_key FROM json_each($1)
+
+-- name: claim_picked
+WITH want AS (
+    SELECT i.value AS id, p.value AS place, u.value AS user_id
+    FROM json_each($1) AS i
+    JOIN json_each($2) AS p ON p.key = i.key
+    JOIN json_each($3) AS u ON u.key = i.key
+    WHERE u.value IN (SELECT value FROM json_each($8))
+), running AS (
+    SELECT r.user_id, count(*) AS n FROM jobs r
+    WHERE r.status = 'running' AND r.user_id IN (SELECT user_id FROM want)
+    GROUP BY r.user_id
+), pick AS (
+    SELECT want.id FROM want LEFT JOIN running ON running.user_id = want.user_id
+    WHERE want.place <= $4 - coalesce(running.n, 0)
+)
+UPDATE jobs
+SET status = 'running', attempt = attempt + 1, worker_id = $5, lease_expires_at = $6,
+    started_at = $7, updated_at = $7, event_seq = event_seq + 1
+FROM pick
+WHERE jobs.id = pick.id AND jobs.status = 'queued' AND NOT jobs.cancel_requested
+RETURNING *
 
 -- name: expired_leases
 SELECT id, attempt FROM jobs

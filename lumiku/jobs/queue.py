@@ -59,12 +59,15 @@ async def claim(
     the claimed jobs as they now are (possibly none).
 
     The per-user cap across instances: SKIP LOCKED alone would let two claimers each see
-    "1 running" for a user and each start one more. So, per user, the claimer takes a
-    transaction-level advisory lock with `pg_try_advisory_xact_lock` and counts the user's
-    running jobs after taking it; the lock is held until the commit, so the next claimer's
-    count sees this one's claims. A try-lock never waits, so claimers cannot deadlock;
-    the loser skips that user until its next poll. (Locking the user row instead would
-    block profile writes and wait.)
+    "1 running" for a user and each start one more. So the claimer takes a
+    transaction-level advisory lock per candidate user with `pg_try_advisory_xact_lock`
+    and counts the users' running jobs after taking them; the locks are held until the
+    commit, so the next claimer's count sees this one's claims. A try-lock never waits, so
+    claimers cannot deadlock; the loser skips that user until its next poll. (Locking the
+    user row instead would block profile writes and wait.)
+
+    Three statements per kind, whatever the number of jobs: the candidates, the locks of
+    their users, and one UPDATE that recounts and claims.
     """
     if per_user_running < 1:
         raise ValueError("per_user_running must be at least 1")
@@ -89,18 +92,25 @@ async def _claim_kind(
     now: datetime,
 ) -> list[Job]:
     candidates = await tx.fetch_all(Q.claim_candidates, kind, now, per_user_running, free)
-    by_user: dict[UUID, list[UUID]] = {}
-    for row in candidates:
-        by_user.setdefault(row["user_id"], []).append(row["id"])
-    claimed = []
-    for user_id, job_ids in by_user.items():
-        if not await tx.fetch_val(Q.try_lock_user, str(user_id)):
-            continue
-        room = per_user_running - int(await tx.fetch_val(Q.count_running, user_id))
-        for job_id in job_ids[: max(room, 0)]:
-            job_row = await tx.fetch_one(Q.claim_job, job_id, worker_id, lease, now)
-            if job_row is not None:
-                claimed.append(Job.from_row(job_row))
+    if not candidates:
+        return []
+    users = sorted({str(row["user_id"]) for row in candidates})
+    locked = [row["user_key"] for row in await tx.fetch_all(Q.lock_users, users)]
+    if not locked:
+        return []
+    rows = await tx.fetch_all(
+        Q.claim_picked,
+        [str(row["id"]) for row in candidates],
+        [int(row["place"]) for row in candidates],
+        [str(row["user_id"]) for row in candidates],
+        per_user_running,
+        worker_id,
+        lease,
+        now,
+        locked,
+    )
+    claimed = [Job.from_row(row) for row in rows]
+    claimed.sort(key=lambda job: (-job.priority, job.id))
     return claimed
 
 

@@ -224,11 +224,11 @@ async def test_one_users_jobs_never_exceed_the_cap_across_instances_while_others
                 locked = await nursery.start(
                     hold_transaction,
                     store,
-                    JOBS_Q.try_lock_user,
-                    (x["user"]["id"],),
+                    JOBS_Q.lock_users,
+                    ([x["user"]["id"]],),
                     x_lock_released,
                 )
-                assert locked is True
+                assert locked == x["user"]["id"]
                 await submit_spread(cluster, x["token"], "x", X_JOBS)
                 assert tracker.started["x"] == 0
                 # 2. Stop both instances' claims at their first statement, give X back, and

@@ -15,7 +15,7 @@ import json
 import uuid
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
@@ -54,6 +54,7 @@ LISTEN_BUFFER: Final = 1024
 _NOTIFY_SQL: Final = "SELECT pg_notify($1, $2)"
 # The store's modes, plus a parameterless multi-statement script (migrations).
 _Mode = Literal["one", "all", "val", "count", "script"]
+_T = TypeVar("_T")
 
 
 def _uuid_bytes(value: Any) -> bytes:
@@ -199,6 +200,38 @@ def _check_args(args: Sequence[Any]) -> None:
     for arg in args:
         if isinstance(arg, datetime) and arg.utcoffset() is None:
             raise DatabaseError(f"naive datetime {arg!r}: pass a timezone-aware (UTC) datetime")
+
+
+class _AsyncioTx(BaseExecutor):
+    """The `Tx` a unit of work gets: statements on its connection, on the asyncio side of
+    the bridge (no crossing), errors mapped as everywhere else."""
+
+    def __init__(self, conn: Any, secrets: Sequence[str]) -> None:
+        self._conn = conn
+        self._secrets = secrets
+
+    async def _run(self, query: Query, args: tuple[Any, ...], mode: Mode) -> Any:
+        _check_args(args)
+        try:
+            return await _run(self._conn, mode, query.postgres, args)
+        except _TRANSLATED as exc:
+            raise map_error(exc, self._secrets) from exc
+
+    async def execute_script(self, sql: str) -> None:
+        raise DatabaseError("scripts run in store.transaction(), not in a unit of work")
+
+    async def notify(self, channel: str, payload: str) -> None:
+        try:
+            await self._conn.execute(_NOTIFY_SQL, channel, payload)
+        except _TRANSLATED as exc:
+            raise map_error(exc, self._secrets) from exc
+
+
+async def _run_unit(
+    pool: Any, secrets: Sequence[str], work: Callable[..., Awaitable[Any]], args: Sequence[Any]
+) -> Any:
+    async with pool.acquire() as conn, conn.transaction():
+        return await work(_AsyncioTx(conn, secrets), *args)
 
 
 class PostgresTx(BaseExecutor):
@@ -358,6 +391,11 @@ class PostgresStore(BaseExecutor):
 
     async def migrate(self, *, dry_run: bool = False) -> tuple[str, ...]:
         return await migrate.apply_migrations(self, self._migrations, dry_run=dry_run)
+
+    async def unit(self, work: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        """`work(tx, *args)` in one transaction, crossing the bridge once (`Store.unit`)."""
+        result: _T = await self.call(_run_unit, self.pool, self._secrets, work, args)
+        return result
 
     @asynccontextmanager
     async def listen(self, channel: str) -> AsyncIterator[PostgresListener]:

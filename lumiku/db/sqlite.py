@@ -36,7 +36,7 @@ from lumiku.errors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
     from lumiku.db.migrate import MigrationSource, SchemaStatus
     from lumiku.db.queries import Query
@@ -367,6 +367,12 @@ class SqliteStore(BaseExecutor):
 
     async def migrate(self, *, dry_run: bool = False) -> tuple[str, ...]:
         return await migrate.apply_migrations(self, self._migrations, dry_run=dry_run)
+
+    async def unit(self, work: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+        """`work(tx, *args)` in one transaction (see `Store.unit`)."""
+        async with self.transaction() as tx:
+            result: _T = await work(tx, *args)
+        return result
 
     @asynccontextmanager
     async def listen(self, channel: str) -> AsyncIterator[SqliteListener]:

@@ -24,9 +24,9 @@ Python, or name the type in a SQLite override: `max(created_at) AS "latest [TIME
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
 from lumiku.config import redact_url
@@ -48,6 +48,7 @@ __all__ = [
     "sqlite_path",
 ]
 
+T = TypeVar("T")
 Row: TypeAlias = Mapping[str, Any]
 # What a backend returns for a statement: one row, all rows, one value, the row count.
 Mode: TypeAlias = Literal["one", "all", "val", "count"]
@@ -151,6 +152,16 @@ class Store(Executor, Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """Commit on normal exit; roll back on an exception or cancellation."""
+        ...
+
+    async def unit(self, work: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """`await work(tx, *args)` in one transaction, committed when it returns and rolled
+        back when it raises (or is cancelled); returns what it returned.
+
+        On PostgreSQL the whole of `work` runs on the asyncio side of the bridge, crossing
+        it ONCE instead of once per statement (DESIGN: hot paths are single units of work),
+        so `work` may only await `tx` (and plain Python): no trio calls inside.
+        """
         ...
 
     def listen(self, channel: str) -> AbstractAsyncContextManager[Listener]:

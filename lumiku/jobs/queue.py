@@ -72,14 +72,17 @@ async def claim(
     if per_user_running < 1:
         raise ValueError("per_user_running must be at least 1")
     lease = now + timedelta(seconds=lease_s)
-    claimed: list[Job] = []
-    async with store.transaction() as tx:
+
+    async def work(tx: Tx) -> list[Job]:  # one unit of work: one bridge crossing
+        claimed: list[Job] = []
         for kind, free in slots.items():
             if free > 0:
                 claimed.extend(
                     await _claim_kind(tx, kind, free, worker_id, per_user_running, lease, now)
                 )
-    return claimed
+        return claimed
+
+    return await store.unit(work)
 
 
 async def _claim_kind(

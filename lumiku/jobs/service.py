@@ -35,7 +35,8 @@ async def submit_job(
     extra: Callable[[Tx, Job], Awaitable[None]] | None = None,
 ) -> Submission:
     """Charge (per the enterprise_unlimited policy) and queue the job in one transaction
-    (with the app's own row through `extra`), publish `generation:queued` and wake this
+    (with the app's own row through `extra`, which may only await its `tx`: it runs inside
+    a `Store.unit`), publish `generation:queued` and wake this
     instance's workers. An Idempotency-Key replay returns the first submission untouched.
     Raises InsufficientCredits (nothing written), IdempotencyKeyReused, IdempotencyKeyInUse."""
     _app, job_kind = deps.apps.kind(kind)

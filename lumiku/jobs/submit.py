@@ -7,6 +7,9 @@ requests carrying the same key (the loser sees the winner's row: 409 while it pr
 replay once done, 422 for another body). The job transaction marks the key `done` with the
 job id; when that transaction fails the key row is deleted, so the client may try again.
 A `processing` row left by a crashed instance is taken over after `KEY_ABANDONED_S`.
+
+The job transaction is one `Store.unit`: on PostgreSQL it crosses the bridge once, so the
+app's `extra(tx, job)` runs inside it and may only await `tx` (no trio calls).
 """
 
 from __future__ import annotations
@@ -170,19 +173,19 @@ async def _insert_and_charge(
     request_hash: str | None,
     extra: Callable[[Tx, Job], Awaitable[None]] | None,
 ) -> Job:
-    job_id = new_job_id()
-    now = datetime.now(UTC)
-    async with store.transaction() as tx:
+    """The job transaction, as one unit of work (one bridge crossing on PostgreSQL)."""
+
+    async def work(tx: Tx) -> Job:
         row = await tx.fetch_one(
             Q.insert_job,
-            job_id,
+            new_job_id(),
             kind,
             app,
             user_id,
             priority,
             payload,
             max_attempts,
-            now,
+            datetime.now(UTC),
             Progress(stage="queued").as_dict(),
             amount,
             request_id,
@@ -208,4 +211,6 @@ async def _insert_and_charge(
             if not marked:
                 # Taken over as abandoned while this request ran: let the other one win.
                 raise IdempotencyKeyInUse()
-    return job
+        return job
+
+    return await store.unit(work)

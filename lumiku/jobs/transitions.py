@@ -99,19 +99,13 @@ async def complete(
     Every worker transition takes `seen_seq`, the last seq its worker published (its
     terminal event comes after it), and `progress`, its latest report if not yet stored."""
     _check_refund(refund)
-    async with store.transaction() as tx:
-        job = await _lock_running(tx, job_id, attempt)
-        if job is None:
-            return None
-        return await _finish(
-            tx,
-            job,
-            SUCCEEDED,
-            result=result,
-            refund=refund,
-            seen_seq=seen_seq,
-            progress=progress,
-        )
+    return await store.unit(
+        _finish_running,
+        job_id,
+        attempt,
+        SUCCEEDED,
+        {"result": result, "refund": refund, "seen_seq": seen_seq, "progress": progress},
+    )
 
 
 async def fail(
@@ -126,20 +120,13 @@ async def fail(
 ) -> Transition | None:
     """`failed` with `error` and the whole undelivered cost refunded, in one transaction.
     None when the fence fails (also when called twice: the second finds no running job)."""
-    async with store.transaction() as tx:
-        job = await _lock_running(tx, job_id, attempt)
-        if job is None:
-            return None
-        return await _finish(
-            tx,
-            job,
-            FAILED,
-            error=error,
-            refund=job.undelivered,
-            now=now,
-            seen_seq=seen_seq,
-            progress=progress,
-        )
+    return await store.unit(
+        _finish_running,
+        job_id,
+        attempt,
+        FAILED,
+        {"error": error, "refund": None, "now": now, "seen_seq": seen_seq, "progress": progress},
+    )
 
 
 async def finish_cancelled(
@@ -154,13 +141,13 @@ async def finish_cancelled(
     """`cancelled`, refunding `refund` (capped at what is left) for the undelivered work.
     None when the fence fails."""
     _check_refund(refund)
-    async with store.transaction() as tx:
-        job = await _lock_running(tx, job_id, attempt)
-        if job is None:
-            return None
-        return await _finish(
-            tx, job, CANCELLED, refund=refund, seen_seq=seen_seq, progress=progress
-        )
+    return await store.unit(
+        _finish_running,
+        job_id,
+        attempt,
+        CANCELLED,
+        {"refund": refund, "seen_seq": seen_seq, "progress": progress},
+    )
 
 
 async def retry(
@@ -177,16 +164,20 @@ async def retry(
     `count_attempt=False` (RATE_LIMITED) gives the attempt back. The caller decides whether
     attempts remain. A job whose cancellation was requested ends `cancelled` instead (full
     refund). None when the fence fails."""
-    async with store.transaction() as tx:
+
+    async def work(tx: Tx) -> Transition | None:
         return await requeue(
             tx, job_id, attempt, error, run_after, count_attempt=count_attempt, seen_seq=seen_seq
         )
+
+    return await store.unit(work)
 
 
 async def release(store: Store, job_id: UUID, attempt: int, *, seen_seq: int = 0) -> bool:
     """Shutdown: back to `queued` at once, the attempt given back, no error, no refund, no
     event. False when the fence fails."""
-    async with store.transaction() as tx:
+
+    async def work(tx: Tx) -> bool:
         now = datetime.now(UTC)
         done = await requeue(
             tx, job_id, attempt, None, now, count_attempt=False, announce=False, seen_seq=seen_seq
@@ -194,6 +185,8 @@ async def release(store: Store, job_id: UUID, attempt: int, *, seen_seq: int = 0
         if done is not None:
             await wake_everywhere(tx)  # another instance may take it now
         return done is not None
+
+    return await store.unit(work)
 
 
 async def requeue(
@@ -302,6 +295,19 @@ async def admin_retry(store: Store, job_id: UUID) -> Transition:
         )
         await wake_everywhere(tx)
     return Transition(queued, queued.event_seq)
+
+
+async def _finish_running(
+    tx: Tx, job_id: UUID, attempt: int, status: str, options: dict[str, Any]
+) -> Transition | None:
+    """Lock the running attempt and finish it `status` (a unit of work); `options` go to
+    `_finish`, a `refund` of None meaning all that is left."""
+    job = await _lock_running(tx, job_id, attempt)
+    if job is None:
+        return None
+    if options.get("refund", 0) is None:
+        options = {**options, "refund": job.undelivered}
+    return await _finish(tx, job, status, **options)
 
 
 async def _lock_running(tx: Tx, job_id: UUID, attempt: int) -> Job | None:

@@ -53,7 +53,7 @@ _Q: Final = load_queries("lumiku.db")
 LISTEN_BUFFER: Final = 1024
 _NOTIFY_SQL: Final = "SELECT pg_notify($1, $2)"
 # The store's modes, plus a parameterless multi-statement script (migrations).
-_Mode = Literal["one", "all", "val", "count", "script"]
+_Mode = Literal["one", "all", "val", "count", "many", "script"]
 _T = TypeVar("_T")
 
 
@@ -80,6 +80,9 @@ def _count(status: str) -> int:
 
 
 async def _run(conn: Any, mode: _Mode, sql: str, args: Sequence[Any]) -> Any:
+    if mode == "many":
+        await conn.executemany(sql, args)
+        return None
     if mode == "one":
         record = await conn.fetchrow(sql, *args)
         return None if record is None else dict(record.items())
@@ -198,7 +201,9 @@ _TRANSLATED: Final = (
 
 def _check_args(args: Sequence[Any]) -> None:
     for arg in args:
-        if isinstance(arg, datetime) and arg.utcoffset() is None:
+        if isinstance(arg, tuple):  # a row of execute_many
+            _check_args(arg)
+        elif isinstance(arg, datetime) and arg.utcoffset() is None:
             raise DatabaseError(f"naive datetime {arg!r}: pass a timezone-aware (UTC) datetime")
 
 

@@ -160,6 +160,9 @@ def _unique_name(conn: sqlite3.Connection, errorname: str, detail: str) -> str |
 def _run_statement(conn: sqlite3.Connection, sql: str, args: Sequence[Any], mode: Mode) -> Any:
     """Run one statement on `conn` (in a worker thread); translate its errors."""
     try:
+        if mode == "many":
+            conn.executemany(sql, args).close()
+            return None
         cursor = conn.execute(sql, args)
         try:
             if mode == "one":

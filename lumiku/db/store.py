@@ -50,8 +50,9 @@ __all__ = [
 
 T = TypeVar("T")
 Row: TypeAlias = Mapping[str, Any]
-# What a backend returns for a statement: one row, all rows, one value, the row count.
-Mode: TypeAlias = Literal["one", "all", "val", "count"]
+# What a backend returns for a statement: one row, all rows, one value, the row count; or
+# "many": the statement run once per row of parameters (`execute_many`), returning nothing.
+Mode: TypeAlias = Literal["one", "all", "val", "count", "many"]
 
 POSTGRES_SCHEMES: Final = ("postgresql", "postgres")
 SQLITE_SCHEME: Final = "sqlite"
@@ -76,6 +77,11 @@ class Executor(Protocol):
         """Run a statement; return the number of rows it affected (0 for DDL)."""
         ...
 
+    async def execute_many(self, query: Query, rows: Sequence[Sequence[Any]]) -> None:
+        """Run a statement once per row of parameters, as one batch (one thread hop on
+        SQLite, one pipelined call on PostgreSQL)."""
+        ...
+
 
 class BaseExecutor(abc.ABC):
     """The four `Executor` methods over a backend's single `_run(query, args, mode)`."""
@@ -98,6 +104,10 @@ class BaseExecutor(abc.ABC):
     async def execute(self, query: Query, *args: Any) -> int:
         count: int = await self._run(query, args, "count")
         return count
+
+    async def execute_many(self, query: Query, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self._run(query, tuple(tuple(row) for row in rows), "many")
 
 
 class Tx(Executor, Protocol):

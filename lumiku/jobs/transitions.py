@@ -35,6 +35,7 @@ from lumiku.jobs.models import (
 from lumiku.jobs.signals import cancel_everywhere, wake_everywhere
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from uuid import UUID
 
     from lumiku.db.store import Store, Tx
@@ -48,6 +49,7 @@ __all__ = [
     "heartbeat",
     "release",
     "retry",
+    "save_progress",
     "set_progress",
 ]
 
@@ -81,6 +83,14 @@ async def set_progress(
     False (nothing written) when the fence fails."""
     now = datetime.now(UTC)
     return bool(await store.execute(Q.set_progress, job_id, attempt, progress.as_dict(), now, seq))
+
+
+async def save_progress(store: Store, reports: Sequence[tuple[UUID, int, Progress, int]]) -> None:
+    """`set_progress` for many running jobs at once: `(job_id, attempt, progress, seq)`
+    each, in one batch; a report whose fence fails writes nothing."""
+    now = datetime.now(UTC)
+    rows = [(job_id, attempt, p.as_dict(), now, seq) for job_id, attempt, p, seq in reports]
+    await store.execute_many(Q.set_progress, rows)
 
 
 async def complete(

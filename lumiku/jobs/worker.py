@@ -72,9 +72,9 @@ class RunContext:
     """The `JobContext` a handler receives.
 
     It numbers the job's events while the job runs here: `seq` is the last one published
-    (`generation:started` at first). Progress is published at once and stored by
-    `save_progress` at most every `PROGRESS_WRITE_S`; the job's final transition takes
-    `seq` and whatever progress is still `unsaved`.
+    (`generation:started` at first). Progress is published at once and stored with every
+    other running job's by `_save_progress`, at most every `PROGRESS_WRITE_S`; the job's
+    final transition takes `seq` and whatever progress is still `unsaved`.
     """
 
     worker: Workers
@@ -82,9 +82,7 @@ class RunContext:
     delivered_cost: int = 0
     seq: int = attrs.field(init=False)
     unsaved: Progress | None = None
-    saved_at: float = float("-inf")
     started_at: float = attrs.field(factory=trio.current_time)
-    _reported: trio.Event = attrs.field(factory=trio.Event)
 
     def __attrs_post_init__(self) -> None:
         self.seq = self.job.event_seq
@@ -107,28 +105,7 @@ class RunContext:
         seq = self.seq
         await self.worker.publish(self.job, events.PROGRESS, seq, progress.as_dict())
         self.unsaved = progress
-        self._reported.set()
-
-    async def save_progress(self) -> None:
-        """Store the latest progress and seq, at most every `PROGRESS_WRITE_S`, while the
-        job runs (a task of the job's nursery)."""
-        store = self.worker.deps.store
-        while True:
-            await self._reported.wait()
-            await trio.sleep_until(self.saved_at + PROGRESS_WRITE_S)
-            self._reported = trio.Event()
-            progress, seq = self.unsaved, self.seq
-            if progress is None:
-                continue
-            self.saved_at = trio.current_time()
-            try:
-                await transitions.set_progress(store, self.job.id, self.job.attempt, progress, seq)
-            except DatabaseError as exc:
-                log.warning("jobs.progress_not_saved", error=str(exc))
-                self._reported.set()  # try again after the interval
-                continue
-            if self.unsaved is progress:
-                self.unsaved = None
+        self.worker.progress_reported(self)
 
     def deliver(self, cost: int) -> None:
         self.delivered_cost += cost
@@ -168,6 +145,9 @@ class Workers:
     running: dict[UUID, Running] = attrs.field(factory=dict)
     _wake: trio.Event = attrs.field(factory=trio.Event)
     drained: trio.Event = attrs.field(factory=trio.Event)
+    # Jobs whose latest progress is not stored yet, and the event `_save_progress` waits on.
+    unsaved: dict[UUID, RunContext] = attrs.field(factory=dict)
+    _reported: trio.Event = attrs.field(factory=trio.Event)
 
     @property
     def worker_id(self) -> str:
@@ -176,6 +156,10 @@ class Workers:
     def wake(self) -> None:
         """Look for due jobs now (after a submission, a finished job, a shutdown request)."""
         self._wake.set()
+
+    def progress_reported(self, context: RunContext) -> None:
+        self.unsaved[context.job.id] = context
+        self._reported.set()
 
     def cancel(self, job_id: UUID) -> bool:
         """Cancel the job if it runs here; it ends `cancelled` with its partial refund."""
@@ -217,6 +201,8 @@ async def serve_workers(
     deps.jobs.workers = workers
     deps.shutdown.on_request(workers.wake)
     async with trio.open_nursery() as nursery:
+        saver = trio.CancelScope()
+        nursery.start_soon(_save_progress, workers, saver)
         task_status.started(workers)
         while not deps.shutdown.draining:
             beacon.beat()
@@ -237,7 +223,33 @@ async def serve_workers(
         for running in workers.running.values():
             running.reason = SHUTDOWN
             running.scope.cancel()
+        saver.cancel()
     workers.drained.set()
+
+
+async def _save_progress(workers: Workers, scope: trio.CancelScope) -> None:
+    """Store the running jobs' latest progress, all in one batch, at most every
+    `PROGRESS_WRITE_S` (SPEC §6: a job row takes its progress at most every 0.5 s)."""
+    saved_at = float("-inf")
+    with scope:
+        while True:
+            await workers._reported.wait()
+            await trio.sleep_until(saved_at + PROGRESS_WRITE_S)
+            workers._reported = trio.Event()
+            batch = [(c, c.unsaved, c.seq) for c in workers.unsaved.values() if c.unsaved]
+            workers.unsaved = {}
+            saved_at = trio.current_time()
+            reports = [(c.job.id, c.job.attempt, p, seq) for c, p, seq in batch if p is not None]
+            try:
+                await transitions.save_progress(workers.deps.store, reports)
+            except DatabaseError as exc:
+                log.warning("jobs.progress_not_saved", jobs=len(reports), error=str(exc))
+                for context, _progress, _seq in batch:  # again after the interval
+                    workers.progress_reported(context)
+                continue
+            for context, progress, _seq in batch:
+                if context.unsaved is progress:
+                    context.unsaved = None
 
 
 async def _claim(workers: Workers) -> list[Job]:
@@ -278,7 +290,6 @@ async def _run_job(workers: Workers, job: Job) -> None:
         with running.scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_heartbeat, workers, job, running)
-                nursery.start_soon(context.save_progress)
                 outcome = await _call(kind, context)
                 nursery.cancel_scope.cancel()
         with trio.CancelScope(shield=True) as cleanup:
@@ -331,6 +342,7 @@ async def _finish(
     reason: str | None,
 ) -> None:
     store = workers.deps.store
+    workers.unsaved.pop(job.id, None)  # the final transition stores it
     seen, progress = context.seq, context.unsaved
     if outcome is None:  # cancelled before the handler returned
         if reason == SHUTDOWN:

@@ -88,3 +88,29 @@ async def test_a_units_notification_is_sent_when_it_commits(
         await store.unit(work, "hello")
         with trio.fail_after(5):
             assert await listener.receive() == "hello"
+
+
+async def test_execute_many_runs_a_statement_per_row_on_the_store_and_in_a_unit(
+    contract_store: Store,
+) -> None:
+    await contract_store.execute_many(Q.seed_counter, [(1, 10), (2, 20)])
+    await contract_store.execute_many(Q.seed_counter, [])  # nothing to do
+
+    async def work(tx: Tx) -> None:
+        await tx.execute_many(Q.set_counter, [(1, 11), (2, 21), (3, 99)])  # 3: no such row
+
+    await contract_store.unit(work)
+    assert [await contract_store.fetch_val(Q.counter_value, n) for n in (1, 2, 3)] == [
+        11,
+        21,
+        None,
+    ]
+
+    async def failing(tx: Tx) -> None:
+        await tx.execute_many(Q.set_counter, [(1, 0)])
+        await tx.execute_many(Q.seed_counter, [(4, 1), (2, 5)])  # 2 exists: rolled back
+
+    with pytest.raises(UniqueViolation):
+        await contract_store.unit(failing)
+    assert await contract_store.fetch_val(Q.counter_value, 1) == 11
+    assert await contract_store.fetch_val(Q.counter_value, 4) is None

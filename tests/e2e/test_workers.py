@@ -289,6 +289,11 @@ class CountingStore:
         count: int = await self.store.execute(query, *args)
         return count
 
+    async def execute_many(self, query: Any, rows: Any) -> None:
+        if query is jobs.transitions.Q.set_progress:
+            self.progress_writes += len(rows)
+        await self.store.execute_many(query, rows)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)
 

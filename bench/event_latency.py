@@ -35,7 +35,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +48,7 @@ from typing import Any, Final
 import attrs
 import httpx
 import trio
+from http_overhead import free_port, wait_listening
 from ws_client import connect
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -56,23 +56,6 @@ BENCH: Final = Path(__file__).resolve().parent
 PASSWORD: Final = "Tr0ub4dor&3-horse"
 CONNECTING: Final = 50  # handshakes in flight at once (hypercorn's backlog is 100)
 HTTP_CALLS: Final = 16  # registrations / submissions in flight at once
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(port: int, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 def epoch_of(ts: str) -> float:
@@ -90,10 +73,21 @@ class Samples:
     def __init__(self) -> None:
         self.from_ts: list[float] = []
         self.from_call: list[float] = []
+        self.by_step: dict[int, list[float]] = {}
 
     def record(self, received_at: float, event: dict[str, Any]) -> None:
-        self.from_ts.append((received_at - epoch_of(event["ts"])) * 1000)
+        latency_ms = (received_at - epoch_of(event["ts"])) * 1000
+        self.from_ts.append(latency_ms)
         self.from_call.append((received_at - float(event["data"]["stage"])) * 1000)
+        self.by_step.setdefault(int(event["data"]["completed"]), []).append(latency_ms)
+
+    def step_p99s(self) -> str:
+        """p99 per progress step (the 1st report of every job comes right after the burst
+        of starts; later ones are steady state)."""
+        return ", ".join(
+            f"{step}: {percentile(values, 0.99):.0f}"
+            for step, values in sorted(self.by_step.items())
+        )
 
     def summary(self) -> dict[str, float]:
         return {
@@ -238,6 +232,7 @@ async def drive(
     if queued_at > start_at:
         late_s = queued_at - start_at
         print(f"warning: the last job was queued {late_s:.1f} s after start_at; raise --lead")
+    print(f"  p99 per progress step (ms): {clients.samples.step_p99s()}", flush=True)
     return {
         **clients.samples.summary(),
         "elapsed_s": elapsed_s,
@@ -291,7 +286,7 @@ def server(kind: str, args: argparse.Namespace, database_url: str) -> Iterator[t
         pin = ["taskset", "-c", "1"] if args.pin else []
         process = subprocess.Popen([*pin, *command], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         try:
-            wait_listening(port)
+            wait_listening(port, timeout_s=30)
             yield port, process.pid
         finally:
             process.send_signal(signal.SIGTERM)

@@ -22,6 +22,7 @@ failed, 4 when the schema is behind (production without `database.auto_migrate`)
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import uuid
 from datetime import UTC, datetime
@@ -322,6 +323,12 @@ async def _serve(
                 socket_activated=binds[0].startswith("fd://"),
             )
             task_status.started(addresses)
+            # Everything still alive after starting (modules, settings, pools) lives as long
+            # as the process: keep it out of the collector's full passes, which otherwise
+            # stall the event loop longer as the heap grows (bench/event_latency: p99 at
+            # 1000 clients from ~150-500 ms to ~35 ms).
+            gc.collect()
+            gc.freeze()
         # Step 4 of the shutdown: the workers drain alongside HTTP (grace, then release).
         with trio.move_on_after(grace_s + CLOSE_BUDGET_S):
             await workers.drained.wait()

@@ -346,3 +346,13 @@ async def test_a_crashing_component_is_logged_and_exits_1(tmp_path: Path) -> Non
     assert "Traceback" in crashed[0]["exception"]
     assert "clash" in crashed[0]["exception"]
     assert lines[-1]["event"] == "service.stopped"
+
+
+async def test_what_start_up_allocated_is_kept_out_of_full_collections(tmp_path: Path) -> None:
+    import gc
+
+    gc.unfreeze()  # whatever an earlier service of this test process froze
+    assert gc.get_freeze_count() == 0
+    with trio.fail_after(30):
+        async with running_service(make_settings(tmp_path)):
+            assert gc.get_freeze_count() > 0

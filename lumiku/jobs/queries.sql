@@ -2,10 +2,18 @@
 -- 'running'): a worker that lost its lease matches no row and writes nothing.
 
 -- name: insert_job
-INSERT INTO jobs (id, kind, app, user_id, status, priority, payload, max_attempts, run_after,
-                  progress, cost, event_seq, request_id, idempotency_key, created_at, updated_at)
-VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, 1, $11, $12, $8, $8)
-RETURNING *
+-- The new job; on PostgreSQL the same statement NOTIFYs every instance's workers (delivered
+-- when the transaction commits; `jobs.signals`: channel lumiku_jobs, payload wake).
+WITH inserted AS (
+    INSERT INTO jobs (id, kind, app, user_id, status, priority, payload, max_attempts,
+                      run_after, progress, cost, event_seq, request_id, idempotency_key,
+                      created_at, updated_at)
+    VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, 1, $11, $12, $8, $8)
+    RETURNING *
+), woken AS (
+    SELECT pg_notify('lumiku_jobs', 'wake')
+)
+SELECT inserted.* FROM inserted, woken
 
 -- name: job_by_id
 SELECT * FROM jobs WHERE id = $1
@@ -117,6 +125,17 @@ UPDATE jobs
 SET status = $3, result = $4, error = $5, refunded = refunded + $6, finished_at = $7,
     updated_at = $7, lease_expires_at = NULL, event_seq = $8, progress = COALESCE($9, progress)
 WHERE id = $1 AND attempt = $2
+RETURNING *
+
+-- name: complete_running
+-- `succeeded` with nothing to refund: fenced, one statement, no transaction of its own.
+-- $5: the last seq its worker published (its terminal event follows); $6: its latest
+-- progress if not yet stored (NULL keeps the stored one).
+UPDATE jobs
+SET status = 'succeeded', result = $3, finished_at = $4, updated_at = $4,
+    lease_expires_at = NULL, event_seq = GREATEST(event_seq, $5) + 1,
+    progress = COALESCE($6, progress)
+WHERE id = $1 AND attempt = $2 AND status = 'running'
 RETURNING *
 
 -- name: requeue_job

@@ -1,6 +1,13 @@
 -- SQLite forms of blocks in queries.sql. No row locks and no SKIP LOCKED: the single
 -- writer transaction (BEGIN IMMEDIATE) already excludes every other writer.
 
+-- name: insert_job
+-- Nothing to notify: one instance (`jobs.signals`).
+INSERT INTO jobs (id, kind, app, user_id, status, priority, payload, max_attempts, run_after,
+                  progress, cost, event_seq, request_id, idempotency_key, created_at, updated_at)
+VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, 1, $11, $12, $8, $8)
+RETURNING *
+
 -- name: lock_job
 SELECT * FROM jobs WHERE id = $1
 
@@ -74,3 +81,11 @@ FROM credit_entries e
 WHERE e.kind = 'charge' AND e.ref_type = 'job'
   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = substr(e.ref_id, 1, 36))
 ORDER BY e.id
+
+-- name: complete_running
+UPDATE jobs
+SET status = 'succeeded', result = $3, finished_at = $4, updated_at = $4,
+    lease_expires_at = NULL, event_seq = max(event_seq, $5) + 1,
+    progress = COALESCE($6, progress)
+WHERE id = $1 AND attempt = $2 AND status = 'running'
+RETURNING *

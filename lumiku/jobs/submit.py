@@ -30,7 +30,6 @@ from lumiku.errors import (
     ValidationFailed,
 )
 from lumiku.jobs.models import REF_TYPE, Job, Progress, Submission, new_job_id
-from lumiku.jobs.signals import wake_everywhere
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -203,7 +202,6 @@ async def _insert_and_charge(
         )
         if extra is not None:
             await extra(tx, job)
-        await wake_everywhere(tx)
         if key is not None:
             marked = await tx.execute(
                 Q.finish_key, user_id, key, request_hash, job.id, job.as_dict()

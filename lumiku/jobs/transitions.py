@@ -109,6 +109,20 @@ async def complete(
     Every worker transition takes `seen_seq`, the last seq its worker published (its
     terminal event comes after it), and `progress`, its latest report if not yet stored."""
     _check_refund(refund)
+    if refund == 0:  # nothing for the ledger: one fenced statement, no transaction
+        row = await store.fetch_one(
+            Q.complete_running,
+            job_id,
+            attempt,
+            result,
+            datetime.now(UTC),
+            seen_seq,
+            None if progress is None else progress.as_dict(),
+        )
+        if row is None:
+            return None
+        done = Job.from_row(row)
+        return Transition(done, done.event_seq)
     return await store.unit(
         _finish_running,
         job_id,

@@ -4,8 +4,9 @@ queue against procrastinate running an equivalent no-op task, in the same run.
 What one side does, in a fresh process on a fresh scratch database (schema applied before
 the clock starts, workers started and idle):
 - `--submitters` tasks submit `--jobs` jobs between them, one job per call and transaction,
-  in the same event loop as the workers (Lumiku: `jobs.service.submit_job` with cost 0,
-  which queues, NOTIFYs, publishes `generation:queued` and wakes the workers; procrastinate:
+  in the same event loop as the workers (Lumiku: `jobs.service.submit_job` charging
+  `--cost`, 0 by default, which queues, NOTIFYs, publishes `generation:queued` and wakes the
+  workers; procrastinate:
   `task.defer_async`, one INSERT whose trigger NOTIFYs the worker);
 - the workers run the jobs meanwhile with `--concurrency` slots (Lumiku: the kind's
   concurrency, with the reaper and the LISTEN loop running as in the service; procrastinate:
@@ -108,7 +109,12 @@ async def run_lumiku(args: argparse.Namespace) -> dict[str, float]:
 
     async with open_deps(settings, apps=registry) as deps, trio.open_nursery() as nursery:
         users = [
-            await create_user(deps, email=f"bench{i}@example.com", password=PASSWORD, credits=0)
+            await create_user(
+                deps,
+                email=f"bench{i}@example.com",
+                password=PASSWORD,
+                credits=args.cost * args.jobs,
+            )
             for i in range(args.users)
         ]
         # The job side of the service as the supervisor runs it (no HTTP, no daily audit).
@@ -121,7 +127,9 @@ async def run_lumiku(args: argparse.Namespace) -> dict[str, float]:
         async def submit_some(first: int, count: int) -> None:
             for i in range(first, first + count):
                 user = users[i % len(users)]
-                await submit_job(deps, user, app="bench", kind=kind.name, payload={}, cost=0)
+                await submit_job(
+                    deps, user, app="bench", kind=kind.name, payload={}, cost=args.cost
+                )
 
         start, cpu = time.perf_counter(), time.process_time()
         async with trio.open_nursery() as submitters:
@@ -216,6 +224,8 @@ def side_command(side: str, url: str, args: argparse.Namespace) -> list[str]:
         str(args.per_user_running),
         "--redis-url",
         args.redis_url,
+        "--cost",
+        str(args.cost),
     ]
 
 
@@ -249,6 +259,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100)
     parser.add_argument("--per-user-running", type=int, default=0, help="0: Lumiku's default (2)")
     parser.add_argument("--redis-url", default="", help="Lumiku's event bus on Redis")
+    parser.add_argument(
+        "--cost",
+        type=int,
+        default=0,
+        help="credits each Lumiku job is charged (0: no ledger entry; procrastinate has none)",
+    )
     parser.add_argument(
         "--synchronous-commit",
         choices=("on", "off"),

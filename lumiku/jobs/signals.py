@@ -8,9 +8,10 @@ sender (any instance)                          every instance (serve_signals)
 ```
 
 Signals travel on PostgreSQL NOTIFY, sent inside the transaction that queued or changed the
-job (for a submission by the job's INSERT statement itself, `insert_job`, saving a round trip), so they are delivered exactly when that transaction commits and never for one that rolled
-back; a crash between the commit and a separate publish (Redis pub/sub) cannot lose them, and
-they need no Redis. The sender also signals its own instance directly, at once. On SQLite
+job (for a submission by the job's INSERT statement itself, `insert_job`, saving a round
+trip), so they are delivered exactly when that transaction commits and never for one that
+rolled back; a crash between the commit and a separate publish (Redis pub/sub) cannot lose
+them, and they need no Redis. The sender also signals its own instance directly, at once. On SQLite
 there is one instance, so the direct signal is the whole story (`notify` is a no-op there).
 
 Signals only make things faster: a missed one costs latency, never correctness — workers

@@ -172,24 +172,29 @@ async def _insert_and_charge(
     request_hash: str | None,
     extra: Callable[[Tx, Job], Awaitable[None]] | None,
 ) -> Job:
-    """The job transaction, as one unit of work (one bridge crossing on PostgreSQL)."""
+    """The job transaction, as one unit of work (one bridge crossing on PostgreSQL); a free
+    job without a key or an app row is its INSERT alone (no transaction needed)."""
+    insert_args = (
+        new_job_id(),
+        kind,
+        app,
+        user_id,
+        priority,
+        payload,
+        max_attempts,
+        datetime.now(UTC),
+        Progress(stage="queued").as_dict(),
+        amount,
+        request_id,
+        key,
+    )
+    if amount == 0 and key is None and extra is None:
+        row = await store.fetch_one(Q.insert_job, *insert_args)
+        assert row is not None
+        return Job.from_row(row)
 
     async def work(tx: Tx) -> Job:
-        row = await tx.fetch_one(
-            Q.insert_job,
-            new_job_id(),
-            kind,
-            app,
-            user_id,
-            priority,
-            payload,
-            max_attempts,
-            datetime.now(UTC),
-            Progress(stage="queued").as_dict(),
-            amount,
-            request_id,
-            key,
-        )
+        row = await tx.fetch_one(Q.insert_job, *insert_args)
         assert row is not None
         job = Job.from_row(row)
         await ledger.charge(

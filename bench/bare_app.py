@@ -27,13 +27,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": BODY})
 
 
-def main() -> None:
+def quiet_config(port: str) -> Config:
+    """hypercorn on 127.0.0.1:`port` with no access or error log and no Server header."""
     config = Config()
-    config.bind = [f"127.0.0.1:{sys.argv[1]}"]
+    config.bind = [f"127.0.0.1:{port}"]
     config.accesslog = None
     config.errorlog = None
     config.include_server_header = False
-    trio.run(serve, app, config)
+    return config
+
+
+def main() -> None:
+    trio.run(serve, app, quiet_config(sys.argv[1]))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import uuid
 from typing import Any
 
 import trio
-from hypercorn.config import Config
+from bare_app import quiet_config
 from hypercorn.trio import serve
 
 from lumiku.events import utc_now
@@ -80,11 +80,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def main() -> None:
-    config = Config()
-    config.bind = [f"127.0.0.1:{sys.argv[1]}"]
-    config.accesslog = None
-    config.errorlog = None
-    config.include_server_header = False
+    config = quiet_config(sys.argv[1])
     config.websocket_ping_interval = None
     trio.run(serve, app, config)
 

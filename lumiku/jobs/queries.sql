@@ -127,16 +127,20 @@ SET status = $3, result = $4, error = $5, refunded = refunded + $6, finished_at 
 WHERE id = $1 AND attempt = $2
 RETURNING *
 
--- name: complete_running
--- `succeeded` with nothing to refund: fenced, one statement, no transaction of its own.
--- $5: the last seq its worker published (its terminal event follows); $6: its latest
--- progress if not yet stored (NULL keeps the stored one).
+-- name: complete_running_batch
+-- `succeeded` with nothing to refund, for many jobs in one fenced statement (no transaction
+-- of its own): $1 is a JSON array of {id, attempt, result, seen_seq, progress}; each row is
+-- written only while that attempt still runs it. `seen_seq`: the last seq its worker
+-- published (its terminal event follows); `progress`: its latest report if not yet stored
+-- (null keeps the stored one).
 UPDATE jobs
-SET status = 'succeeded', result = $3, finished_at = $4, updated_at = $4,
-    lease_expires_at = NULL, event_seq = GREATEST(event_seq, $5) + 1,
-    progress = COALESCE($6, progress)
-WHERE id = $1 AND attempt = $2 AND status = 'running'
-RETURNING *
+SET status = 'succeeded', result = d.result, finished_at = $2, updated_at = $2,
+    lease_expires_at = NULL, event_seq = GREATEST(jobs.event_seq, d.seen_seq) + 1,
+    progress = COALESCE(d.progress, jobs.progress)
+FROM jsonb_to_recordset($1::jsonb)
+    AS d(id uuid, attempt integer, result jsonb, seen_seq integer, progress jsonb)
+WHERE jobs.id = d.id AND jobs.attempt = d.attempt AND jobs.status = 'running'
+RETURNING jobs.*
 
 -- name: requeue_job
 -- Back to queued ($4: 1 counts the attempt, 0 gives it back). $6: the new event_seq (one

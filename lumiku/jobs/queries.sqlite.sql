@@ -82,10 +82,13 @@ WHERE e.kind = 'charge' AND e.ref_type = 'job'
   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = substr(e.ref_id, 1, 36))
 ORDER BY e.id
 
--- name: complete_running
+-- name: complete_running_batch
 UPDATE jobs
-SET status = 'succeeded', result = $3, finished_at = $4, updated_at = $4,
-    lease_expires_at = NULL, event_seq = max(event_seq, $5) + 1,
-    progress = COALESCE($6, progress)
-WHERE id = $1 AND attempt = $2 AND status = 'running'
+SET status = 'succeeded', result = d.value ->> '$.result', finished_at = $2, updated_at = $2,
+    lease_expires_at = NULL,
+    event_seq = max(jobs.event_seq, d.value ->> '$.seen_seq') + 1,
+    progress = COALESCE(d.value ->> '$.progress', jobs.progress)
+FROM json_each($1) AS d
+WHERE jobs.id = d.value ->> '$.id' AND jobs.attempt = d.value ->> '$.attempt'
+    AND jobs.status = 'running'
 RETURNING *

@@ -16,6 +16,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
+
 from lumiku.credits import ledger
 from lumiku.db.queries import load_queries
 from lumiku.errors import JobFinished, NotFound
@@ -41,9 +43,11 @@ if TYPE_CHECKING:
     from lumiku.db.store import Store, Tx
 
 __all__ = [
+    "Completion",
     "admin_retry",
     "cancel",
     "complete",
+    "complete_batch",
     "fail",
     "finish_cancelled",
     "heartbeat",
@@ -110,19 +114,8 @@ async def complete(
     terminal event comes after it), and `progress`, its latest report if not yet stored."""
     _check_refund(refund)
     if refund == 0:  # nothing for the ledger: one fenced statement, no transaction
-        row = await store.fetch_one(
-            Q.complete_running,
-            job_id,
-            attempt,
-            result,
-            datetime.now(UTC),
-            seen_seq,
-            None if progress is None else progress.as_dict(),
-        )
-        if row is None:
-            return None
-        done = Job.from_row(row)
-        return Transition(done, done.event_seq)
+        completion = Completion(job_id, attempt, result, seen_seq, progress)
+        return (await complete_batch(store, [completion])).get(job_id)
     return await store.unit(
         _finish_running,
         job_id,
@@ -130,6 +123,39 @@ async def complete(
         SUCCEEDED,
         {"result": result, "refund": refund, "seen_seq": seen_seq, "progress": progress},
     )
+
+
+@attrs.frozen
+class Completion:
+    """One job's success with nothing to refund, as `complete_batch` writes it."""
+
+    job_id: UUID
+    attempt: int
+    result: Any
+    seen_seq: int = 0
+    progress: Progress | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.job_id),
+            "attempt": self.attempt,
+            "result": self.result,
+            "seen_seq": self.seen_seq,
+            "progress": None if self.progress is None else self.progress.as_dict(),
+        }
+
+
+async def complete_batch(store: Store, completions: Sequence[Completion]) -> dict[UUID, Transition]:
+    """`complete` (nothing to refund) for many jobs in ONE fenced statement: the workers'
+    group commit. Answers the transitions written, by job id; a job missing from the answer
+    failed its fence and nothing was written for it. One entry per job id."""
+    if len({c.job_id for c in completions}) != len(completions):
+        raise ValueError("a job may be completed once per batch")
+    rows = await store.fetch_all(
+        Q.complete_running_batch, [c.as_json() for c in completions], datetime.now(UTC)
+    )
+    jobs = [Job.from_row(row) for row in rows]
+    return {job.id: Transition(job, job.event_seq) for job in jobs}
 
 
 async def fail(

@@ -8,7 +8,9 @@ lease/3 — a failed (fenced) heartbeat means another instance took the job over
 is cancelled and writes nothing. Handler errors steer what happens next: `Transient` (and
 any unexpected exception, logged with its trace, and timeouts) retries with exponential
 backoff until the attempts run out, `RateLimitedUpstream` retries after the provider's delay
-without counting the attempt, `Permanent` fails at once; failures refund once. On shutdown
+without counting the attempt, `Permanent` fails at once; failures refund once. Successes
+with nothing to refund are written together, one statement for all that finished while the
+previous write was in flight (`jobs.completions`, a group commit). On shutdown
 workers stop claiming, running jobs get the grace, and whatever still runs is released back
 to the queue (attempt given back, no refund, no error) for another instance or the next start.
 """
@@ -25,6 +27,7 @@ from lumiku import events
 from lumiku.errors import DatabaseError, Permanent, RateLimitedUpstream, Transient
 from lumiku.jobs import transitions
 from lumiku.jobs.announce import announce, event_data
+from lumiku.jobs.completions import Completions
 from lumiku.jobs.metrics import JobMetrics
 from lumiku.jobs.models import QUEUED, JobError, Progress, backoff_s
 from lumiku.jobs.queue import claim
@@ -148,6 +151,11 @@ class Workers:
     # Jobs whose latest progress is not stored yet, and the event `_save_progress` waits on.
     unsaved: dict[UUID, RunContext] = attrs.field(factory=dict)
     _reported: trio.Event = attrs.field(factory=trio.Event)
+    # Successes with nothing to refund, written together (group commit).
+    completions: Completions = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.completions = Completions(self.deps.store)
 
     @property
     def worker_id(self) -> str:
@@ -200,56 +208,64 @@ async def serve_workers(
     workers = Workers(deps, beacon, clock)
     deps.jobs.workers = workers
     deps.shutdown.on_request(workers.wake)
-    async with trio.open_nursery() as nursery:
-        saver = trio.CancelScope()
-        nursery.start_soon(_save_progress, workers, saver)
+    async with trio.open_nursery() as services:
+        # Both outlive every job: a job's last writes go through them.
+        services.start_soon(_save_progress, workers)
+        await services.start(workers.completions.serve)
         task_status.started(workers)
-        while not deps.shutdown.draining:
-            beacon.beat()
-            claimed = await _claim(workers)
-            for job in claimed:
-                workers.running[job.id] = Running(trio.CancelScope(), job.kind)
-                nursery.start_soon(_run_job, workers, job)
-            if not claimed:
-                with trio.move_on_after(deps.settings.jobs.poll_s):
-                    await workers._wake.wait()
-                workers._wake = trio.Event()
-        with trio.move_on_after(deps.settings.shutdown.grace_s):
-            while workers.running:
-                beacon.beat()
-                with trio.move_on_after(1):
-                    await workers._wake.wait()
-                workers._wake = trio.Event()
-        for running in workers.running.values():
-            running.reason = SHUTDOWN
-            running.scope.cancel()
-        saver.cancel()
+        async with trio.open_nursery() as nursery:
+            await _run_jobs(workers, nursery)
+        services.cancel_scope.cancel()
     workers.drained.set()
 
 
-async def _save_progress(workers: Workers, scope: trio.CancelScope) -> None:
+async def _run_jobs(workers: Workers, nursery: trio.Nursery) -> None:
+    """Claim and start jobs until a shutdown is requested; then give the running ones the
+    grace and cancel what is left (it is released to the queue)."""
+    deps, beacon = workers.deps, workers.beacon
+    while not deps.shutdown.draining:
+        beacon.beat()
+        claimed = await _claim(workers)
+        for job in claimed:
+            workers.running[job.id] = Running(trio.CancelScope(), job.kind)
+            nursery.start_soon(_run_job, workers, job)
+        if not claimed:
+            with trio.move_on_after(deps.settings.jobs.poll_s):
+                await workers._wake.wait()
+            workers._wake = trio.Event()
+    with trio.move_on_after(deps.settings.shutdown.grace_s):
+        while workers.running:
+            beacon.beat()
+            with trio.move_on_after(1):
+                await workers._wake.wait()
+            workers._wake = trio.Event()
+    for running in workers.running.values():
+        running.reason = SHUTDOWN
+        running.scope.cancel()
+
+
+async def _save_progress(workers: Workers) -> None:
     """Store the running jobs' latest progress, all in one batch, at most every
     `PROGRESS_WRITE_S` (SPEC §6: a job row takes its progress at most every 0.5 s)."""
     saved_at = float("-inf")
-    with scope:
-        while True:
-            await workers._reported.wait()
-            await trio.sleep_until(saved_at + PROGRESS_WRITE_S)
-            workers._reported = trio.Event()
-            batch = [(c, c.unsaved, c.seq) for c in workers.unsaved.values() if c.unsaved]
-            workers.unsaved = {}
-            saved_at = trio.current_time()
-            reports = [(c.job.id, c.job.attempt, p, seq) for c, p, seq in batch if p is not None]
-            try:
-                await transitions.save_progress(workers.deps.store, reports)
-            except DatabaseError as exc:
-                log.warning("jobs.progress_not_saved", jobs=len(reports), error=str(exc))
-                for context, _progress, _seq in batch:  # again after the interval
-                    workers.progress_reported(context)
-                continue
-            for context, progress, _seq in batch:
-                if context.unsaved is progress:
-                    context.unsaved = None
+    while True:
+        await workers._reported.wait()
+        await trio.sleep_until(saved_at + PROGRESS_WRITE_S)
+        workers._reported = trio.Event()
+        batch = [(c, c.unsaved, c.seq) for c in workers.unsaved.values() if c.unsaved]
+        workers.unsaved = {}
+        saved_at = trio.current_time()
+        reports = [(c.job.id, c.job.attempt, p, seq) for c, p, seq in batch if p is not None]
+        try:
+            await transitions.save_progress(workers.deps.store, reports)
+        except DatabaseError as exc:
+            log.warning("jobs.progress_not_saved", jobs=len(reports), error=str(exc))
+            for context, _progress, _seq in batch:  # again after the interval
+                workers.progress_reported(context)
+            continue
+        for context, progress, _seq in batch:
+            if context.unsaved is progress:
+                context.unsaved = None
 
 
 async def _claim(workers: Workers) -> list[Job]:
@@ -359,6 +375,12 @@ async def _finish(
         await _failed(workers, job, context, outcome)
         return
     refund = min(outcome.undelivered_cost, job.cost - job.refunded)
+    if refund == 0:  # the common case: written with the other successes of the moment
+        completion = transitions.Completion(
+            job.id, job.attempt, dict(outcome.result), seen, progress
+        )
+        await _announce(workers, await workers.completions.complete(completion), context)
+        return
     done = await transitions.complete(
         store,
         job.id,

@@ -244,12 +244,16 @@ ORDER BY e.id
 -- name: count_jobs
 SELECT count(*) FROM jobs
 
--- name: renew_lease
--- A heartbeat that also tells the worker whether a cancellation was requested meanwhile
--- (from any instance), so it reaches the running job within one heartbeat.
-UPDATE jobs SET lease_expires_at = $4, updated_at = $5
-WHERE id = $1 AND attempt = $2 AND status = 'running' AND worker_id = $3
-RETURNING cancel_requested
+-- name: renew_leases
+-- The heartbeat of every job running on worker $2, in one statement: $1 is a JSON array of
+-- {id, attempt}; each lease runs to $3 while that attempt still runs there. It answers the
+-- jobs renewed, with whether a cancellation was requested meanwhile (from any instance), so
+-- it reaches the running job within one heartbeat; a job missing from the answer is lost.
+UPDATE jobs SET lease_expires_at = $3, updated_at = $4
+FROM jsonb_to_recordset($1::jsonb) AS d(id uuid, attempt integer)
+WHERE jobs.id = d.id AND jobs.attempt = d.attempt AND jobs.status = 'running'
+    AND jobs.worker_id = $2
+RETURNING jobs.id, jobs.cancel_requested
 
 -- name: status_counts
 SELECT status, count(*) AS jobs FROM jobs GROUP BY status

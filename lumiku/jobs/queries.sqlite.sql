@@ -92,3 +92,10 @@ FROM json_each($1) AS d
 WHERE jobs.id = d.value ->> '$.id' AND jobs.attempt = d.value ->> '$.attempt'
     AND jobs.status = 'running'
 RETURNING *
+
+-- name: renew_leases
+UPDATE jobs SET lease_expires_at = $3, updated_at = $4
+FROM json_each($1) AS d
+WHERE jobs.id = d.value ->> '$.id' AND jobs.attempt = d.value ->> '$.attempt'
+    AND jobs.status = 'running' AND jobs.worker_id = $2
+RETURNING id, cancel_requested

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
+from uuid import UUID
 
 import attrs
 
@@ -38,7 +39,6 @@ from lumiku.jobs.signals import cancel_everywhere, wake_everywhere
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from uuid import UUID
 
     from lumiku.db.store import Store, Tx
 
@@ -52,6 +52,7 @@ __all__ = [
     "finish_cancelled",
     "heartbeat",
     "release",
+    "renew_leases",
     "retry",
     "save_progress",
     "set_progress",
@@ -69,14 +70,22 @@ async def heartbeat(
     return bool(await store.execute(Q.heartbeat, job_id, attempt, worker_id, lease, now))
 
 
-async def renew_lease(
-    store: Store, job_id: UUID, attempt: int, worker_id: str, lease_s: float, now: datetime
-) -> bool | None:
-    """Renew the lease like `heartbeat`; None when the fence failed (the job is no longer
-    ours), else whether a cancellation was requested."""
+async def renew_leases(
+    store: Store,
+    running: Sequence[tuple[UUID, int]],
+    worker_id: str,
+    lease_s: float,
+    now: datetime,
+) -> dict[UUID, bool]:
+    """Extend to `now + lease_s` the leases of the `(job_id, attempt)` running on
+    `worker_id`, in one statement. Answers, for each job renewed, whether a cancellation was
+    requested; a job missing from the answer failed its fence (it is no longer ours)."""
+    if not running:
+        return {}
     lease = now + timedelta(seconds=lease_s)
-    value = await store.fetch_val(Q.renew_lease, job_id, attempt, worker_id, lease, now)
-    return None if value is None else bool(value)
+    ids = [{"id": str(job_id), "attempt": attempt} for job_id, attempt in running]
+    rows = await store.fetch_all(Q.renew_leases, ids, worker_id, lease, now)
+    return {UUID(str(row["id"])): bool(row["cancel_requested"]) for row in rows}
 
 
 async def set_progress(

@@ -3,16 +3,17 @@ scope, and turn what the handler did into exactly one fenced transition and its 
 
 `serve_workers` loops while the service runs: beat the watchdog beacon, claim as many jobs
 as each kind has free slots (the per-user cap holds across instances), start them, then
-wait for a wake-up or the poll interval. Each job gets a heartbeat renewing its lease every
-lease/3 — a failed (fenced) heartbeat means another instance took the job over, so the job
-is cancelled and writes nothing. Handler errors steer what happens next: `Transient` (and
-any unexpected exception, logged with its trace, and timeouts) retries with exponential
-backoff until the attempts run out, `RateLimitedUpstream` retries after the provider's delay
-without counting the attempt, `Permanent` fails at once; failures refund once. Successes
-with nothing to refund are written together, one statement for all that finished while the
-previous write was in flight (`jobs.completions`, a group commit). On shutdown
-workers stop claiming, running jobs get the grace, and whatever still runs is released back
-to the queue (attempt given back, no refund, no error) for another instance or the next start.
+wait for a wake-up or the poll interval. One heartbeat renews the leases of every job
+running here every lease/3, in one statement — a job whose (fenced) renewal fails was taken
+over by another instance, so it is cancelled and writes nothing. Handler errors steer what
+happens next: `Transient` (and any unexpected exception, logged with its trace, and
+timeouts) retries with exponential backoff until the attempts run out, `RateLimitedUpstream`
+retries after the provider's delay without counting the attempt, `Permanent` fails at once;
+failures refund once. Successes with nothing to refund are written together, one statement
+for all that finished while the previous write was in flight (`jobs.completions`, a group
+commit). On shutdown workers stop claiming, running jobs get the grace, and whatever still
+runs is released back to the queue (attempt given back, no refund, no error) for another
+instance or the next start.
 """
 
 from __future__ import annotations
@@ -63,11 +64,13 @@ def trio_clock() -> Callable[[], datetime]:
     return lambda: start + timedelta(seconds=trio.current_time() - origin)
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Running:
     scope: trio.CancelScope
     kind: str
-    reason: str | None = None
+    attempt: int
+    reason: str | None = None  # why the scope was cancelled
+    finishing: bool = False  # the handler is done; the job's transition is being written
 
 
 @attrs.define
@@ -209,8 +212,9 @@ async def serve_workers(
     deps.jobs.workers = workers
     deps.shutdown.on_request(workers.wake)
     async with trio.open_nursery() as services:
-        # Both outlive every job: a job's last writes go through them.
+        # They outlive every job: a job's last writes go through them.
         services.start_soon(_save_progress, workers)
+        services.start_soon(_renew_leases, workers)
         await services.start(workers.completions.serve)
         task_status.started(workers)
         async with trio.open_nursery() as nursery:
@@ -227,7 +231,7 @@ async def _run_jobs(workers: Workers, nursery: trio.Nursery) -> None:
         beacon.beat()
         claimed = await _claim(workers)
         for job in claimed:
-            workers.running[job.id] = Running(trio.CancelScope(), job.kind)
+            workers.running[job.id] = Running(trio.CancelScope(), job.kind, job.attempt)
             nursery.start_soon(_run_job, workers, job)
         if not claimed:
             with trio.move_on_after(deps.settings.jobs.poll_s):
@@ -304,10 +308,8 @@ async def _run_job(workers: Workers, job: Job) -> None:
     try:
         await workers.publish(job, events.STARTED, job.event_seq, event_data(events.STARTED, job))
         with running.scope:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_heartbeat, workers, job, running)
-                outcome = await _call(kind, context)
-                nursery.cancel_scope.cancel()
+            outcome = await _call(kind, context)
+        running.finishing = True
         with trio.CancelScope(shield=True) as cleanup:
             cleanup.deadline = trio.current_time() + CLEANUP_BUDGET_S
             await _finish(workers, job, context, outcome, running.reason)
@@ -328,26 +330,39 @@ async def _call(kind: JobKind, context: RunContext) -> Outcome | BaseException:
         return exc
 
 
-async def _heartbeat(workers: Workers, job: Job, running: Running) -> None:
-    lease_s = workers.deps.settings.jobs.lease_s
+async def _renew_leases(workers: Workers) -> None:
+    """The heartbeat of every job running here: every lease/3, one statement renews all
+    their leases. A job whose fence failed was taken over by another instance (it is
+    cancelled and writes nothing); a job whose cancellation was requested, possibly through
+    another instance, is cancelled (it ends `cancelled` with its partial refund)."""
+    deps = workers.deps
+    lease_s = deps.settings.jobs.lease_s
     while True:
         await trio.sleep(lease_s / 3)
+        mine = {i: r for i, r in workers.running.items() if r.reason is None and not r.finishing}
+        if not mine:
+            continue
         try:
-            state = await transitions.renew_lease(
-                workers.deps.store, job.id, job.attempt, workers.worker_id, lease_s, workers.clock()
+            renewed = await transitions.renew_leases(
+                deps.store,
+                [(job_id, running.attempt) for job_id, running in mine.items()],
+                workers.worker_id,
+                lease_s,
+                workers.clock(),
             )
         except DatabaseError as exc:
-            log.warning("jobs.heartbeat_failed", error=str(exc))
+            log.warning("jobs.heartbeat_failed", jobs=len(mine), error=str(exc))
             continue
-        if state is None:
-            log.warning("jobs.lease_lost", attempt=job.attempt)
-            running.reason = LEASE_LOST
+        for job_id, running in mine.items():
+            cancel_requested = renewed.get(job_id)
+            if running.finishing or running.reason is not None or cancel_requested is False:
+                continue  # done meanwhile, already cancelled, or renewed
+            if cancel_requested is None:
+                log.warning("jobs.lease_lost", job_id=str(job_id), attempt=running.attempt)
+                running.reason = LEASE_LOST
+            else:
+                running.reason = CANCEL
             running.scope.cancel()
-            return
-        if state:  # cancellation requested, possibly through another instance
-            running.reason = CANCEL
-            running.scope.cancel()
-            return
 
 
 async def _finish(

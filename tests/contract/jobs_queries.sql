@@ -33,3 +33,11 @@ VALUES ($1, $2, $3, 'processing', $4, $5)
 
 -- name: backdate_key
 UPDATE idempotency_keys SET created_at = $3 WHERE user_id = $1 AND key = $2
+
+-- name: steal_job
+-- Another instance took the job over (its lease ran out, it was reaped and claimed again).
+UPDATE jobs SET worker_id = 'thief', attempt = attempt + 1 WHERE id = $1
+
+-- name: flag_cancel_quietly
+-- A cancellation requested without any signal reaching the worker (its heartbeat sees it).
+UPDATE jobs SET cancel_requested = true WHERE id = $1

@@ -348,3 +348,31 @@ async def test_a_final_transition_stores_the_unsaved_progress(store: Store) -> N
     )
     assert done is not None
     assert (done.job.progress.percent, done.job.progress.stage) == (100, "done")
+
+
+async def test_one_statement_renews_every_lease_and_reports_the_lost_ones(store: Store) -> None:
+    from tests.contract.test_jobs import JQ
+
+    user = await new_user(store, balance=100)
+    for _ in range(3):
+        await submit(store, user)
+    now = later()
+    kept, stolen, flagged = await jobs.claim(
+        store, worker_id="w1", slots={KIND: 3}, per_user_running=5, lease_s=30, now=now
+    )
+    await store.execute(JQ.steal_job, stolen.id)
+    await store.execute(JQ.flag_cancel_quietly, flagged.id)
+    renewed = await jobs.transitions.renew_leases(
+        store,
+        [(kept.id, kept.attempt), (stolen.id, stolen.attempt), (flagged.id, flagged.attempt)],
+        "w1",
+        30,
+        now + timedelta(seconds=10),
+    )
+    assert renewed == {kept.id: False, flagged.id: True}
+    for job, lease in ((kept, 40), (flagged, 40), (stolen, 30)):
+        stored = await jobs.get_job(store, job.id, user_id=user, is_admin=False)
+        assert stored.lease_expires_at == now + timedelta(seconds=lease)
+    # Another worker id never renews them.
+    assert await jobs.transitions.renew_leases(store, [(kept.id, 1)], "w2", 30, now) == {}
+    assert await jobs.transitions.renew_leases(store, [], "w1", 30, now) == {}

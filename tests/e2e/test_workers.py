@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,35 @@ async def test_progress_is_published_every_time_and_stored_at_most_every_half_se
     assert 1 <= counting.progress_writes <= took_s / 0.5 + 1
     assert done.event_seq == events[-1].seq
     assert (done.progress.percent, done.progress.stage) == (100, "chatting")
+
+
+async def test_the_heartbeat_renews_leases_drops_a_lost_job_and_sees_a_cancel_request(
+    tmp_path: Path, thread_safe_autojump: trio.testing.MockClock
+) -> None:
+    from tests.contract.test_jobs import JQ
+
+    async with world(tmp_path) as w:
+        stolen, flagged = await w.submit(["hang"]), await w.submit(["hang"])
+
+        async def stored(job: jobs.Job) -> jobs.Job:
+            return await jobs.get_job(w.deps.store, job.id, user_id=w.user_id, is_admin=False)
+
+        with trio.fail_after(60):
+            while len(w.workers.running) < 2:
+                await trio.sleep(0.1)
+        leases = [(await stored(job)).lease_expires_at for job in (stolen, flagged)]
+        await trio.sleep(11)  # one heartbeat (lease 30 s: every 10 s)
+        for job, lease in zip((stolen, flagged), leases, strict=True):
+            assert (await stored(job)).lease_expires_at >= lease + timedelta(seconds=9)
+        await w.deps.store.execute(JQ.steal_job, stolen.id)
+        await w.deps.store.execute(JQ.flag_cancel_quietly, flagged.id)
+        with trio.fail_after(11):  # within one heartbeat, no signal needed
+            while w.workers.running:
+                await trio.sleep(0.1)
+        taken, cancelled = await stored(stolen), await stored(flagged)
+        assert (taken.status, taken.worker_id, taken.attempt) == ("running", "thief", 2)
+        assert (taken.result, taken.refunded) == (None, 0)  # the lost run wrote nothing
+        assert (cancelled.status, cancelled.refunded) == ("cancelled", COST)
+        assert await w.balance() == 100 - COST
+        assert [e.type for e in terminal_events(w.received, stolen)] == []
+        assert [e.type for e in terminal_events(w.received, flagged)] == ["generation:cancelled"]

@@ -57,13 +57,18 @@ Handler = Callable[[JobContext], Awaitable[Outcome]]
 @attrs.frozen
 class JobKind:
     """A kind of job an app runs: `handler` raises errors.Transient / RateLimitedUpstream /
-    Permanent to steer retries; trio cancellation means the job was cancelled or released."""
+    Permanent to steer retries; trio cancellation means the job was cancelled or released.
+
+    `available`, when given, is asked before every claim: while it answers False the kind's
+    jobs are not claimed here — they wait in the queue, neither failed nor retried (e.g.
+    while the circuit breaker of the provider they need is open)."""
 
     name: str
     handler: Handler
     concurrency: int = 2
     timeout_s: float = 300.0
     max_attempts: int = 3
+    available: Callable[[], bool] | None = None
 
     def __attrs_post_init__(self) -> None:
         if not _KIND.match(self.name):

@@ -277,7 +277,11 @@ async def _claim(workers: Workers) -> list[Job]:
     busy: dict[str, int] = {}
     for running in workers.running.values():
         busy[running.kind] = busy.get(running.kind, 0) + 1
-    slots = {k.name: k.concurrency - busy.get(k.name, 0) for k in deps.apps.kinds()}
+    slots = {
+        k.name: k.concurrency - busy.get(k.name, 0)
+        for k in deps.apps.kinds()
+        if k.available is None or k.available()  # held: its provider is unavailable
+    }
     slots = {name: free for name, free in slots.items() if free > 0}
     if not slots:
         return []

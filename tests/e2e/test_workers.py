@@ -4,7 +4,7 @@ shutdown release, and one terminal event per job."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -102,11 +102,12 @@ async def collect_events(deps: Deps, user_id: Any, into: list[Event]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def world(tmp_path: Path) -> AsyncIterator[World]:
+async def world(
+    tmp_path: Path, available: Callable[[], bool] | None = None
+) -> AsyncIterator[World]:
     script = Script()
-    registry = Registry(
-        [App("demo", "Demo", kinds=(JobKind("demo.script", script, concurrency=2, timeout_s=60),))]
-    )
+    kind = JobKind("demo.script", script, concurrency=2, timeout_s=60, available=available)
+    registry = Registry([App("demo", "Demo", kinds=(kind,))])
     settings = make_settings(tmp_path, {"LUMIKU_JOBS_BACKOFF_S": "10"})
     async with open_deps(settings, apps=registry) as deps, trio.open_nursery() as nursery:
         user = await create_user(deps, email="w@example.com", password=STRONG_PASSWORD, credits=100)
@@ -188,6 +189,22 @@ async def test_rate_limited_waits_and_does_not_count_the_attempt(
     assert done.status == "succeeded"
     assert second_at - first_at >= 30
     assert first_attempt == second_attempt == 1
+
+
+async def test_a_kind_that_is_unavailable_keeps_its_jobs_queued(
+    tmp_path: Path, thread_safe_autojump: trio.testing.MockClock
+) -> None:
+    provider_up = False
+    async with world(tmp_path, available=lambda: provider_up) as w:
+        job = await w.submit(["ok"])
+        await trio.sleep(30)  # many poll intervals: never claimed, never failed
+        held = await jobs.get_job(w.deps.store, job.id, user_id=w.user_id, is_admin=False)
+        assert (held.status, held.attempt, held.error) == ("queued", 0, None)
+        assert w.script.calls == []
+        provider_up = True  # the next poll claims it
+        done = await w.until_finished(job)
+        assert (done.status, done.attempt) == ("succeeded", 1)
+        assert len(w.script.calls) == 1
 
 
 async def test_retries_exhausted_fail_and_refund_once(

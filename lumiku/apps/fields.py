@@ -1,7 +1,8 @@
 """Field rules shared by the apps' request bodies (SPEC §8, §12).
 
-A body is first structured by `lumiku.convert` (JSON types, unknown fields, nested names
-like `selected_pose_ids.3`); the rules here then check values and collect every problem in
+A body is first structured by `structure` (`lumiku.convert` plus a guard that array fields
+are JSON arrays: JSON types, unknown fields, nested names like `selected_pose_ids.3`); the
+rules here then check values and collect every problem in
 a `Problems`, which raises one `ValidationFailed` with at most one `FieldError` per field.
 
 Text is cleaned before it is measured: surrounding whitespace trimmed, inner runs of
@@ -12,18 +13,54 @@ whitespace (newlines, tabs) collapsed to one space. Control characters that surv
 from __future__ import annotations
 
 import re
+import typing
 import unicodedata
 import uuid
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from lumiku import convert
 from lumiku.errors import FieldError, ValidationFailed
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
+T = TypeVar("T")
+
 NAME_MAX: Final = 100
 DESCRIPTION_MAX: Final = 500
 _COLOR: Final = re.compile(r"^#[0-9A-Fa-f]{6}$")
+
+
+def _is_array(annotation: Any) -> bool:
+    """Whether a field's type is a list or tuple (possibly optional)."""
+    options = typing.get_args(annotation) if typing.get_origin(annotation) is not None else ()
+    candidates = (annotation, *options)
+    return any(typing.get_origin(c) in (list, tuple) for c in candidates)
+
+
+def structure(data: Any, cls: type[T]) -> T:
+    """`convert.structure`, except that an array field must be a JSON array: cattrs would
+    take any iterable, turning `"warm"` into `("w", "a", "r", "m")` and an object into its
+    keys. Every problem of both kinds is reported together."""
+    if not isinstance(data, dict):
+        return convert.structure(data, cls)
+    hints = typing.get_type_hints(cls)
+    wrong = [
+        FieldError(name, "must be a list")
+        for name, value in data.items()
+        if name in hints
+        and _is_array(hints[name])
+        and value is not None
+        and not isinstance(value, list)
+    ]
+    rest = {k: v for k, v in data.items() if k not in {e.field for e in wrong}}
+    try:
+        result = convert.structure(rest, cls)
+    except ValidationFailed as exc:
+        raise ValidationFailed([*wrong, *exc.errors]) from None
+    if wrong:
+        raise ValidationFailed(wrong)
+    return result
 
 
 class Problems:

@@ -1,11 +1,12 @@
 """Avatar Creator request bodies and their rules (SPEC §8.1); pure, no I/O.
 
-Each `validate_*` takes the decoded JSON body, structures it with `lumiku.convert` (JSON
-types, unknown fields refused) and then applies every rule, raising one ValidationFailed that
-names each wrong field once (list items as `persona_personality.2`). Text is trimmed and its
-whitespace collapsed before it is measured; optional text that is blank counts as absent.
-Updates are partial: only the fields sent change, and `null` clears an optional field.
-Ownership of projects and avatars is the service's to check.
+Each `validate_*` takes the decoded JSON body, structures it with `fields.structure` (JSON
+types, unknown fields refused, arrays must be arrays) and then applies every rule, raising
+one ValidationFailed that names each wrong field once (list items as
+`persona_personality.2`). Text is trimmed and its whitespace collapsed before it is
+measured; optional text that is blank counts as absent. Updates are partial: only the
+fields sent change, and `null` clears an optional field. Ownership of projects and avatars
+is the service's to check.
 """
 
 from __future__ import annotations

@@ -16,9 +16,12 @@ import functools
 import importlib.resources
 import re
 import unicodedata
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
+
+if TYPE_CHECKING:
+    from lumiku.apps.fields import Problems
 
 _WORD: Final = re.compile(r"[^\W\d_]+")
 
@@ -79,3 +82,10 @@ def bundled() -> Blocklist:
 def offending(text: str) -> list[str]:
     """The bundled blocklist's words and phrases found in `text` (empty when it is fine)."""
     return bundled().offending(text)
+
+
+def check(problems: Problems, field: str, text: str | None) -> None:
+    """Record a problem on `field` naming the blocked words in `text`, if there are any."""
+    found = offending(text) if text else []
+    if found:
+        problems.add(field, f"contains words that are not allowed: {', '.join(found)}")

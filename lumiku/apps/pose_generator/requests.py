@@ -1,9 +1,11 @@
-"""Pose Generator request bodies and their rules (SPEC §8.2); pure, no I/O.
+"""Pose Generator request bodies and their rules (SPEC §8.2); pure, no I/O. Pose requests
+(users asking for new poses) and their admin state machine are in `pose_requests.py`.
 
-Each `validate_*` takes the decoded JSON body, structures it with `lumiku.convert` (JSON
-types, unknown fields refused) and then applies every rule, raising one ValidationFailed that
-names each wrong field once (list items as `selected_pose_ids.3`). Ownership (the project,
-the avatar, an uploaded file) is the service's to check: these functions only know shapes.
+Each `validate_*` takes the decoded JSON body, structures it with `fields.structure` (JSON
+types, unknown fields refused, arrays must be arrays) and then applies every rule, raising
+one ValidationFailed that names each wrong field once (list items as
+`selected_pose_ids.3`). Ownership (the project, the avatar, an uploaded file) is the
+service's to check: these functions only know shapes.
 
 Decisions beyond the SPEC's wording:
 - A field the request would ignore is refused rather than dropped (`text_prompt` on a gallery
@@ -18,14 +20,12 @@ from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
 
 import attrs
 
 from lumiku.apps import fields
 from lumiku.apps.fields import Problems, structure
 from lumiku.apps.pose_generator import blocklist, library
-from lumiku.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
     import uuid
@@ -76,12 +76,6 @@ def cost(total_poses: int, *, with_background: bool) -> int:
     return total_poses * per_pose
 
 
-def _blocked(problems: Problems, field: str, text: str | None) -> None:
-    found = blocklist.offending(text) if text else []
-    if found:
-        problems.add(field, f"contains words that are not allowed: {', '.join(found)}")
-
-
 @attrs.frozen
 class Background:
     """A validated background: `prompt` for ai_generate, `color` for solid_color, `file_id`
@@ -107,9 +101,11 @@ def _background(
     prompt: str | None,
     color: str | None,
     file_id: str | None,
+    *,
+    missing: str = "is required",
 ) -> Background | None:
     if mode is None:
-        problems.add("background_mode", "is required when use_background_changer is true")
+        problems.add("background_mode", missing)
         return None
     if fields.choice(problems, "background_mode", mode, BACKGROUND_MODES) is None:
         return None
@@ -129,7 +125,7 @@ def _background(
         cleaned = fields.text(
             problems, "background_prompt", prompt, max_chars=BACKGROUND_PROMPT_MAX, required=True
         )
-        _blocked(problems, "background_prompt", cleaned)
+        blocklist.check(problems, "background_prompt", cleaned)
         return Background(mode, prompt=cleaned)
     if mode == "solid_color":
         return Background(mode, color=fields.color(problems, "background_color", color))
@@ -265,7 +261,7 @@ def _text(problems: Problems, body: GenerateBody) -> tuple[str | None, int]:
         max_chars=TEXT_PROMPT_MAX,
         required=True,
     )
-    _blocked(problems, "text_prompt", prompt)
+    blocklist.check(problems, "text_prompt", prompt)
     count = fields.integer(
         problems,
         "variation_count",
@@ -301,6 +297,7 @@ def validate_generate(data: Any, *, pose_exists: Callable[[str], bool] = _in_lib
             body.background_prompt,
             body.background_color,
             body.background_file_id,
+            missing="is required when use_background_changer is true",
         )
     else:
         for name in ("background_mode", "background_prompt", "background_color"):
@@ -444,142 +441,3 @@ def validate_project_update(data: Any) -> dict[str, Any]:
         )
     problems.raise_if_any()
     return changes
-
-
-# Pose requests ------------------------------------------------------------------------------
-
-POSE_NAME_MIN: Final = 3
-POSE_NAME_MAX: Final = 100
-REQUEST_DESCRIPTION_MIN: Final = 10
-REQUEST_DESCRIPTION_MAX: Final = 1000
-URL_MAX: Final = 1000
-NOTES_MAX: Final = 1000
-
-
-@attrs.frozen
-class PoseRequestBody:
-    """`POST /requests` as sent: a pose a user would like added to the library."""
-
-    pose_name: str | None = None
-    description: str | None = None
-    category_id: str | None = None
-    reference_image_url: str | None = None
-
-
-@attrs.frozen
-class PoseRequest:
-    pose_name: str
-    description: str
-    category_id: str | None
-    reference_image_url: str | None
-
-
-def _url(problems: Problems, field: str, value: str | None) -> str | None:
-    if value is None or not value.strip():
-        return None
-    url = value.strip()
-    parts = urlsplit(url)
-    if len(url) > URL_MAX or parts.scheme not in ("http", "https") or not parts.netloc:
-        problems.add(field, f"must be an http(s) URL of at most {URL_MAX} characters")
-    elif any(c.isspace() for c in url):
-        problems.add(field, "must not contain spaces")
-    return url
-
-
-def validate_pose_request(data: Any) -> PoseRequest:
-    """`POST /requests`' body: pose_name 3–100, description 10–1000 (both blocklisted),
-    an optional category of the library and an optional http(s) reference image URL."""
-    body = structure(data, PoseRequestBody)
-    problems = Problems()
-    name = fields.text(
-        problems,
-        "pose_name",
-        body.pose_name,
-        min_chars=POSE_NAME_MIN,
-        max_chars=POSE_NAME_MAX,
-        required=True,
-    )
-    description = fields.text(
-        problems,
-        "description",
-        body.description,
-        min_chars=REQUEST_DESCRIPTION_MIN,
-        max_chars=REQUEST_DESCRIPTION_MAX,
-        required=True,
-    )
-    _blocked(problems, "pose_name", name)
-    _blocked(problems, "description", description)
-    category = body.category_id
-    if category is not None and category not in library.bundled().categories:
-        problems.add("category_id", "is not a category of the library")
-    url = _url(problems, "reference_image_url", body.reference_image_url)
-    problems.raise_if_any()
-    assert name is not None
-    assert description is not None
-    return PoseRequest(name, description, category, url)
-
-
-REQUEST_STATUSES: Final = ("pending", "approved", "rejected", "in_progress", "completed")
-# action → (the status it leaves, the status it reaches)
-REQUEST_ACTIONS: Final = {
-    "approve": ("pending", "approved"),
-    "reject": ("pending", "rejected"),
-    "start": ("approved", "in_progress"),
-    "complete": ("in_progress", "completed"),
-}
-
-
-class PoseRequestTransitionRefused(Conflict):
-    """The admin action does not apply to the request's current status."""
-
-    code = "POSE_REQUEST_TRANSITION_REFUSED"
-    title = "The pose request is not in a state this action applies to"
-
-    def __init__(self, status: str, action: str) -> None:
-        expected = REQUEST_ACTIONS[action][0]
-        super().__init__(
-            f"Cannot {action} a request that is {status}; it must be {expected}.",
-            status=status,
-            action=action,
-        )
-
-
-@attrs.frozen
-class AdminActionBody:
-    """`POST /admin/requests/{id}/{action}` as sent (an empty body is `{}`)."""
-
-    notes: str | None = None
-
-
-@attrs.frozen
-class Decision:
-    action: str
-    status: str  # the status the request moves to
-    notes: str | None
-
-
-def validate_admin_action(action: str, data: Any) -> Decision:
-    """An admin's action on a pose request: NotFound for an unknown action; `notes` (≤ 1000)
-    are required to reject and optional otherwise. Whether the request may take the action
-    is `transition`'s to say, against its current status."""
-    if action not in REQUEST_ACTIONS:
-        raise NotFound("No such action on pose requests.")
-    body = structure(data, AdminActionBody)
-    problems = Problems()
-    notes = fields.text(
-        problems, "notes", body.notes, max_chars=NOTES_MAX, required=action == "reject"
-    )
-    problems.raise_if_any()
-    return Decision(action, REQUEST_ACTIONS[action][1], notes)
-
-
-def transition(status: str, action: str) -> str:
-    """The status a request in `status` reaches by `action` (pending → approved →
-    in_progress → completed; pending → rejected); PoseRequestTransitionRefused (409) when
-    the action does not apply, NotFound for an unknown action."""
-    if action not in REQUEST_ACTIONS:
-        raise NotFound("No such action on pose requests.")
-    source, target = REQUEST_ACTIONS[action]
-    if status != source:
-        raise PoseRequestTransitionRefused(status, action)
-    return target

@@ -7,10 +7,11 @@ structuring problem becomes a `ValidationFailed` listing each field with its mes
 from __future__ import annotations
 
 import re
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, get_origin
 
 import attrs
 import cattrs
+import cattrs.cols
 
 from lumiku.errors import FieldError, ValidationFailed
 
@@ -37,6 +38,25 @@ _strict(int, int)
 _strict(float, int, float)
 _strict(bool, bool)
 
+
+def _arrays_only(kind: Any) -> Any:
+    """Sequence fields take JSON arrays only: cattrs alone would take any iterable, turning
+    `"warm"` into `("w", "a", "r", "m")` and an object into its keys."""
+    if kind is tuple or get_origin(kind) is tuple:
+        inner = cattrs.cols.homogenous_tuple_structure_factory(kind, converter)
+    else:
+        inner = cattrs.cols.list_structure_factory(kind, converter)
+
+    def hook(value: Any, type_: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"expected a list, got {type(value).__name__}")
+        return inner(value, type_)
+
+    return hook
+
+
+converter.register_structure_hook_factory(cattrs.cols.is_sequence, _arrays_only)
+
 _AT: Final = re.compile(r"^(?P<message>.*) @ \$(?P<path>.*)$")
 
 
@@ -56,8 +76,11 @@ def _messages(exc: Exception) -> list[FieldError]:
             continue
         message = match.group("message")
         if message.startswith("extra fields found"):
-            for name in re.findall(r"'([^']+)'", message):
-                errors.append(FieldError(name, "unknown field"))
+            where = _field(match.group("path"))
+            names = message.removeprefix("extra fields found").strip().strip("()")
+            for name in filter(None, (n.strip().strip("'") for n in names.split(","))):
+                field = name if where == "body" else f"{where}.{name}"
+                errors.append(FieldError(field, "unknown field"))
             continue
         if message == "required field missing":
             message = "is required"

@@ -19,6 +19,8 @@ import attrs
 if TYPE_CHECKING:
     from quart import Blueprint
 
+    from lumiku.deps import Deps
+
 _APP_ID: Final = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 _KIND: Final = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
@@ -59,8 +61,8 @@ class JobKind:
     """A kind of job an app runs: `handler` raises errors.Transient / RateLimitedUpstream /
     Permanent to steer retries; trio cancellation means the job was cancelled or released.
 
-    `available`, when given, is asked before every claim: while it answers False the kind's
-    jobs are not claimed here — they wait in the queue, neither failed nor retried (e.g.
+    `available(deps)`, when given, is asked before every claim: while it answers False the
+    kind's jobs are not claimed here — they wait in the queue, neither failed nor retried (e.g.
     while the circuit breaker of the provider they need is open)."""
 
     name: str
@@ -68,7 +70,7 @@ class JobKind:
     concurrency: int = 2
     timeout_s: float = 300.0
     max_attempts: int = 3
-    available: Callable[[], bool] | None = None
+    available: Callable[[Deps], bool] | None = None
 
     def __attrs_post_init__(self) -> None:
         if not _KIND.match(self.name):

@@ -280,7 +280,7 @@ async def _claim(workers: Workers) -> list[Job]:
     slots = {
         k.name: k.concurrency - busy.get(k.name, 0)
         for k in deps.apps.kinds()
-        if k.available is None or k.available()  # held: its provider is unavailable
+        if k.available is None or k.available(deps)  # held: its provider is unavailable
     }
     slots = {name: free for name, free in slots.items() if free > 0}
     if not slots:

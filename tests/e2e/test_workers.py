@@ -103,7 +103,7 @@ async def collect_events(deps: Deps, user_id: Any, into: list[Event]) -> None:
 
 @contextlib.asynccontextmanager
 async def world(
-    tmp_path: Path, available: Callable[[], bool] | None = None
+    tmp_path: Path, available: Callable[[Deps], bool] | None = None
 ) -> AsyncIterator[World]:
     script = Script()
     kind = JobKind("demo.script", script, concurrency=2, timeout_s=60, available=available)
@@ -195,7 +195,7 @@ async def test_a_kind_that_is_unavailable_keeps_its_jobs_queued(
     tmp_path: Path, thread_safe_autojump: trio.testing.MockClock
 ) -> None:
     provider_up = False
-    async with world(tmp_path, available=lambda: provider_up) as w:
+    async with world(tmp_path, available=lambda _deps: provider_up) as w:
         job = await w.submit(["ok"])
         await trio.sleep(30)  # many poll intervals: never claimed, never failed
         held = await jobs.get_job(w.deps.store, job.id, user_id=w.user_id, is_admin=False)

@@ -20,7 +20,7 @@ HEAD answers the headers alone. The body is streamed from storage in chunks.
 from __future__ import annotations
 
 import time
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from quart import Blueprint, Response, request
 
@@ -31,6 +31,9 @@ from lumiku.http.context import current_deps
 from lumiku.storage.base import InvalidKey, Key, check_key
 from lumiku.storage.signing import verify
 
+if TYPE_CHECKING:
+    from lumiku.deps import Deps
+
 blueprint = Blueprint("files", __name__)
 
 OWNER_CACHE: Final = "private, no-cache"
@@ -39,30 +42,11 @@ OWNER_CACHE: Final = "private, no-cache"
 @blueprint.get("/files/<path:key>")
 async def serve_file(key: str) -> Response:
     deps = current_deps()
-    try:
-        checked: Key | None = check_key(key)
-    except InvalidKey:
-        checked = None
-    exp, sig = request.args.get("exp"), request.args.get("sig")
-    vary_authorization = False
-    if exp is not None or sig is not None:
-        expires = verify(deps.settings, key, exp or "", sig or "")
-        max_age = max(0, min(expires - int(time.time()), deps.settings.storage.url_ttl_s))
-        cache_control = f"private, max-age={max_age}"
-    else:
-        token = bearer(request.headers.get("Authorization"))
-        if token is None:
-            raise Unauthorized("Use a signed file URL or an Authorization: Bearer token.")
-        user = await resolve(token)
-        if checked is not None and str(user.id) != checked.owner:
-            checked = None
-        cache_control, vary_authorization = OWNER_CACHE, True
+    checked, headers = await _authorize(deps, key)
     info = await deps.storage.stat(checked) if checked is not None else None
     if checked is None or info is None:
         raise NotFound("No such file.")
-    headers = {"ETag": info.etag, "Cache-Control": cache_control}
-    if vary_authorization:
-        headers["Vary"] = "Authorization"
+    headers["ETag"] = info.etag
     if _matches(request.headers.get("If-None-Match"), info.etag):
         # A bytes body: quart's default (an empty list) is iterated through asyncio.
         response = Response(b"", status=304, headers=headers)
@@ -76,6 +60,27 @@ async def serve_file(key: str) -> Response:
         response = Response(body, headers=headers, content_type=info.content_type)
     response.headers["Content-Length"] = str(info.size)
     return response
+
+
+async def _authorize(deps: Deps, key: str) -> tuple[Key | None, dict[str, str]]:
+    """The checked key the caller may read (None: answer 404) and the caching headers;
+    raises 403 for a bad signature, 401 without a signature or a valid token."""
+    try:
+        checked: Key | None = check_key(key)
+    except InvalidKey:
+        checked = None
+    exp, sig = request.args.get("exp"), request.args.get("sig")
+    if exp is not None or sig is not None:
+        expires = verify(deps.settings, key, exp or "", sig or "")
+        max_age = max(0, min(expires - int(time.time()), deps.settings.storage.url_ttl_s))
+        return checked, {"Cache-Control": f"private, max-age={max_age}"}
+    token = bearer(request.headers.get("Authorization"))
+    if token is None:
+        raise Unauthorized("Use a signed file URL or an Authorization: Bearer token.")
+    user = await resolve(token)
+    if checked is not None and str(user.id) != checked.owner:
+        checked = None  # someone else's: 404, as for every owner-only resource
+    return checked, {"Cache-Control": OWNER_CACHE, "Vary": "Authorization"}
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import os
+import unicodedata
 from functools import partial
 from typing import TYPE_CHECKING, Final, TypeVar
 
@@ -115,7 +116,9 @@ def check_filename(filename: str) -> str:
     InvalidFilename. The name itself is never used for anything else."""
     if not filename or len(filename) > MAX_FILENAME_CHARS:
         raise InvalidFilename(f"The filename must be 1-{MAX_FILENAME_CHARS} characters.")
-    if filename in (".", "..") or any(c in "/\\" or ord(c) < 32 or ord(c) == 127 for c in filename):
+    if filename in (".", "..") or any(
+        c in "/\\" or unicodedata.category(c) == "Cc" for c in filename
+    ):
         raise InvalidFilename("The filename may not contain slashes or control characters.")
     stem, dot, ext = filename.rpartition(".")
     return ext.lower() if dot and stem else ""

@@ -24,6 +24,7 @@ from lumiku.storage.base import check_key
 
 if TYPE_CHECKING:
     from lumiku.deps import Deps
+    from lumiku.storage.base import Key
 
 ROUTE_PREFIX: Final = "/files/"
 _LABEL: Final = b"lumiku storage url signing v1"
@@ -48,7 +49,7 @@ def expiry(ttl_s: int, now: float) -> int:
 
 
 def signed_url(
-    source: Deps | Settings, key: str, *, now: float | None = None, ttl_s: int | None = None
+    source: Deps | Settings, key: Key | str, *, now: float | None = None, ttl_s: int | None = None
 ) -> str:
     """The path-only URL that serves `key` without a token until it expires:
     `/files/<key>?exp=<unix>&sig=<hex>`. API responses carry these (clients prefix the

@@ -186,6 +186,8 @@ def test_the_size_limits_are_inclusive() -> None:
         "dir\\a.png",
         "a\x00.png",
         "a\n.png",
+        "a\x85.png",
+        "a\x7f.png",
         "",
         "x" * 252 + ".png",
     ],

@@ -178,6 +178,8 @@ _FIELD_RULES: Final[dict[str, Callable[[Any], Any]]] = {
     "redis.url": _url_schemes("redis", "rediss", "unix"),
     "redis.connect_timeout_s": _positive,
     "storage.min_free_bytes": _non_negative,
+    "storage.max_upload_bytes": _positive,
+    "storage.url_ttl_s": _positive,
     "shutdown.grace_s": _non_negative,
     "log.level": _one_of("debug", "info", "warning", "error"),
     "log.format": _one_of("auto", "json", "console"),

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from lumiku.observability.health import Health
     from lumiku.redis import Client
     from lumiku.shutdown import ShutdownState
+    from lumiku.storage.base import Storage
 
 
 @attrs.frozen
@@ -40,3 +41,4 @@ class Deps:
     events: EventBus
     instance_id: str  # unique per process: event de-duplication, worker ids
     jobs: JobControl
+    storage: Storage

@@ -26,7 +26,10 @@ LumikuError
 │   ├── Transient                retry with backoff
 │   ├── RateLimitedUpstream      retry after the provider's Retry-After, attempt not counted
 │   └── Permanent                fail at once
-├── StorageError                 file storage failed
+├── StorageError                 file storage failed (lumiku/storage)
+│   ├── ObjectMissing            the key names no stored object
+│   └── StorageFull         507  INSUFFICIENT_STORAGE (also a ServiceUnavailable, so a
+│                                ClientError: free space is below storage.min_free_bytes)
 ├── RedisUnavailable             Redis cannot be reached or answered (translated in redis.py)
 ├── events.Overflowed            a live-event subscriber fell behind (lumiku/events/local.py)
 └── DatabaseError                the database failed (translated in db/postgres.py, db/sqlite.py)
@@ -42,6 +45,26 @@ ClientError
 │   ├── JobFinished         409  JOB_FINISHED (job)
 │   └── IdempotencyKeyInUse 409  IDEMPOTENCY_KEY_IN_USE
 └── IdempotencyKeyReused    422  IDEMPOTENCY_KEY_REUSED
+
+Uploads and files (lumiku/storage, lumiku/http/files.py, SPEC §10), drawn apart too:
+ClientError
+├── BadRequest              400
+│   ├── InvalidFilename     400  INVALID_FILENAME
+│   ├── FileEmpty           400  FILE_EMPTY
+│   ├── TypeMismatch        400  TYPE_MISMATCH (detected, extension)
+│   ├── CorruptImage        400  CORRUPT_IMAGE
+│   ├── ImageTooSmall       400  IMAGE_TOO_SMALL (min_px, width, height)
+│   ├── ImageTooLarge       400  IMAGE_TOO_LARGE (max_px, width, height)
+│   └── DecompressionBomb   400  DECOMPRESSION_BOMB (max_decoded_bytes)
+├── Forbidden               403
+│   ├── InvalidSignature    403  INVALID_SIGNATURE
+│   └── UrlExpired          403  URL_EXPIRED
+├── PayloadTooLarge         413
+│   └── FileTooLarge        413  FILE_TOO_LARGE (max_bytes)
+├── UnsupportedMediaType    415
+│   └── UnsupportedImage    415  UNSUPPORTED_MEDIA_TYPE (allowed)
+└── ServiceUnavailable      503
+    └── StorageFull         507  INSUFFICIENT_STORAGE (retry_after_s; also a StorageError)
 ```
 
 Lower-level exceptions are translated at the adapter that sees them, `raise ... from exc`,
@@ -323,3 +346,86 @@ class IdempotencyKeyReused(ClientError):
 class IdempotencyKeyInUse(Conflict):
     code = "IDEMPOTENCY_KEY_IN_USE"
     title = "A request with this Idempotency-Key is still being processed"
+
+
+class InvalidFilename(BadRequest):
+    code = "INVALID_FILENAME"
+    title = "The upload's filename is not acceptable"
+
+
+class FileEmpty(BadRequest):
+    code = "FILE_EMPTY"
+    title = "The uploaded file is empty"
+
+
+class FileTooLarge(PayloadTooLarge):
+    code = "FILE_TOO_LARGE"
+    title = "The uploaded file is too large"
+
+    def __init__(self, max_bytes: int, detail: str | None = None) -> None:
+        super().__init__(
+            detail or f"The file may be at most {max_bytes} bytes.", max_bytes=max_bytes
+        )
+        self.max_bytes = max_bytes
+
+
+class UnsupportedImage(UnsupportedMediaType):
+    """The upload is not an image of an accepted type (by its magic bytes)."""
+
+    title = "Unsupported file type"
+
+    def __init__(self, allowed: Sequence[str], detail: str | None = None) -> None:
+        super().__init__(detail or f"Upload a {', '.join(allowed)} image.", allowed=list(allowed))
+
+
+class TypeMismatch(BadRequest):
+    code = "TYPE_MISMATCH"
+    title = "The file's content does not match its extension"
+
+
+class CorruptImage(BadRequest):
+    code = "CORRUPT_IMAGE"
+    title = "The image cannot be decoded"
+
+
+class ImageTooSmall(BadRequest):
+    code = "IMAGE_TOO_SMALL"
+    title = "The image is too small"
+
+
+class ImageTooLarge(BadRequest):
+    code = "IMAGE_TOO_LARGE"
+    title = "The image is too large"
+
+
+class DecompressionBomb(BadRequest):
+    """Decoding would take more memory than allowed (width × height × 4 bytes). 400, not 413:
+    the body itself was within the limits; its content is what is refused."""
+
+    code = "DECOMPRESSION_BOMB"
+    title = "The image would decode to too much data"
+
+
+class InvalidSignature(Forbidden):
+    code = "INVALID_SIGNATURE"
+    title = "The file URL's signature is invalid"
+
+
+class UrlExpired(Forbidden):
+    code = "URL_EXPIRED"
+    title = "The file URL has expired"
+
+
+class ObjectMissing(StorageError):
+    """No object is stored under the key."""
+
+
+class StorageFull(StorageError, ServiceUnavailable):
+    """A write was refused: the free space would drop below `storage.min_free_bytes`.
+
+    Also a ServiceUnavailable (a ClientError) so a route that lets it escape answers 507
+    with Retry-After instead of a 500."""
+
+    status = 507
+    code = "INSUFFICIENT_STORAGE"
+    title = "Not enough storage space; try again later"

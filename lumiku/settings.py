@@ -77,7 +77,13 @@ class RedisSettings:
 class StorageSettings:
     path: str = setting("", "Directory for stored files; empty = <var_dir>/files.")
     min_free_bytes: int = setting(
-        104_857_600, "--check and health report a problem below this much free space."
+        104_857_600,
+        "Writes are refused (507), and --check and health report a problem, below this much "
+        "free space.",
+    )
+    max_upload_bytes: int = setting(10_485_760, "Largest accepted uploaded file (10 MiB).")
+    url_ttl_s: int = setting(
+        3600, "Lifetime of signed file URLs (/files/...?exp=&sig=) in API responses."
     )
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import uuid
 from datetime import UTC, datetime
 from functools import partial
@@ -46,6 +45,7 @@ from lumiku.errors import (
     LumikuError,
     RedisUnavailable,
     SchemaMismatch,
+    StorageError,
     sole_exception,
     unwrapping_sole_exception,
 )
@@ -61,6 +61,7 @@ from lumiku.observability.health import Health
 from lumiku.observability.logging import get_logger
 from lumiku.redis import open_redis
 from lumiku.shutdown import ShutdownState, watch_signals
+from lumiku.storage import open_storage
 from lumiku.systemd import Beacon, Notifier, listen_fd_binds, serve_watchdog, watchdog_interval_s
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ def _failure_code(error: BaseException) -> int | None:
     if isinstance(error, SchemaMismatch):
         log.error("service.schema_mismatch", error=str(error))
         return EXIT_SCHEMA
-    if isinstance(error, DatabaseError | RedisUnavailable):
+    if isinstance(error, DatabaseError | RedisUnavailable | StorageError):
         log.error("service.dependency_unavailable", error=str(error))
         return EXIT_FAILED
     if isinstance(error, OSError):
@@ -244,9 +245,7 @@ async def open_deps(
             if not status.is_current:
                 raise SchemaMismatch("the schema is not current; run `lumiku migrate` first")
         redis = await stack.enter_async_context(open_redis(settings.redis))
-        # Storage: local files for now (the Storage interface arrives with the apps issue);
-        # an unusable directory fails the start rather than the first upload.
-        await trio.to_thread.run_sync(partial(os.makedirs, settings.storage.path, exist_ok=True))
+        storage = await stack.enter_async_context(open_storage(settings.storage))
         state = state or ShutdownState()
         counters = make_counters(redis)
         instance_id = uuid.uuid4().hex
@@ -273,6 +272,7 @@ async def open_deps(
             events=events.make_bus(redis, instance_id),
             instance_id=instance_id,
             jobs=control,
+            storage=storage,
         )
 
 
@@ -319,6 +319,7 @@ async def _serve(
                 addresses=addresses,
                 database=deps.store.backend,
                 redis="redis" if deps.redis is not None else "in-process",
+                storage=deps.storage.name,
                 environment=settings.environment,
                 socket_activated=binds[0].startswith("fd://"),
             )

@@ -12,7 +12,10 @@ from lumiku.http.auth import authenticated, current_user
 from lumiku.http.bodies import read_json
 from lumiku.http.context import current_deps
 from lumiku.http.idempotency import accepted, read_idempotency
+from lumiku.http.uploads import read_image_upload
 from lumiku.observability.logging import get_logger
+from lumiku.storage.images import store_with_thumbnail
+from lumiku.storage.signing import signed_url
 
 log = get_logger(__name__)
 
@@ -23,7 +26,10 @@ def routes_for_tests() -> Blueprint:
     `GET /api/_test/slow?s=N` answers after N seconds; `POST /api/_test/echo` parses and
     logs its JSON body; `GET /api/_test/boom?message=M` raises an unexpected exception;
     `POST /api/_test/jobs {app, kind, payload, cost}` queues a job for the caller
-    (with `Idempotency-Key`, as every generation route).
+    (with `Idempotency-Key`, as every generation route); `POST /api/_test/upload` (multipart
+    `image` + text fields) validates and stores an image and its thumbnail under
+    `test/<user_id>/`, as an app's upload route would (reading an `Idempotency-Key` first),
+    and answers 201 with their keys and signed URLs.
     """
     blueprint = Blueprint("tests", __name__, url_prefix="/api/_test")
 
@@ -63,6 +69,27 @@ def routes_for_tests() -> Blueprint:
         job = submission.job
         charged = job.cost if submission.replayed else submission.charged
         return accepted({"job": job.as_dict(), "charged": charged}, submission)
+
+    @blueprint.post("/upload")
+    @authenticated
+    async def upload() -> tuple[dict[str, Any], int]:
+        deps = current_deps()
+        await read_idempotency()  # with a key, it parses the form first, as upload routes will
+        form = await read_image_upload(deps.settings)
+        stored = await store_with_thumbnail(
+            deps.storage, form.image, app="test", user_id=current_user().id
+        )
+        return {
+            "key": stored.key,
+            "url": signed_url(deps, stored.key),
+            "thumbnail_key": stored.thumbnail_key,
+            "thumbnail_url": signed_url(deps, stored.thumbnail_key),
+            "content_type": stored.content_type,
+            "width": stored.width,
+            "height": stored.height,
+            "size_bytes": stored.size_bytes,
+            "fields": dict(form.fields),
+        }, 201
 
     @blueprint.get("/boom")
     async def boom() -> dict[str, Any]:

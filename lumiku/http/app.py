@@ -10,11 +10,12 @@ from quart_trio import QuartTrio
 from lumiku.accounts import routes as accounts_routes
 from lumiku.apps import routes as apps_routes
 from lumiku.credits import routes as credits_routes
-from lumiku.http import health, sse, ws
+from lumiku.http import files, health, sse, ws
 from lumiku.http.context import DEPS_KEY
 from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
 from lumiku.http.ratelimit import LIMITER_KEY
+from lumiku.http.uploads import BodyLimitedRequest
 from lumiku.jobs import routes as jobs_routes
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
     `blueprints` lets tests and benchmarks add routes of their own.
     """
     app = QuartTrio("lumiku")
+    app.request_class = BodyLimitedRequest  # upload routes get the body limit the edge chose
     app.config["MAX_CONTENT_LENGTH"] = deps.settings.http.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[DEPS_KEY] = deps
@@ -48,6 +50,7 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
     app.register_blueprint(apps_routes.blueprint)
     app.register_blueprint(jobs_routes.blueprint)
     app.register_blueprint(sse.blueprint)
+    app.register_blueprint(files.blueprint)
     for app_blueprint in deps.apps.blueprints():
         app.register_blueprint(app_blueprint)
     for blueprint in blueprints:

@@ -2,7 +2,8 @@
 
 For every request it settles the request id (a valid `X-Request-ID` is kept, anything else
 replaced) and the client IP (trusted proxies only), answers CORS preflights, refuses bodies
-whose Content-Length exceeds `http.max_body_bytes`, adds the security, CORS and request-id
+whose Content-Length exceeds `http.max_body_bytes` (upload routes: `upload_body_limit`,
+413 FILE_TOO_LARGE; see http/uploads.py), adds the security, CORS and request-id
 headers to every response, and writes one access line. It is plain ASGI so the hot path
 costs a few dictionary lookups, not a framework round trip.
 """
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 
 from lumiku.http.problems import PROBLEM_JSON, problem_body
+from lumiku.http.uploads import BODY_LIMIT_SCOPE_KEY, is_upload_path, upload_body_limit
 from lumiku.observability.logging import get_logger, request_id_var
 
 if TYPE_CHECKING:
@@ -121,6 +123,7 @@ class EdgeMiddleware:
         self.cors = CorsPolicy(settings.http.cors_origins)
         self.client_ip = ClientIpResolver(settings.http.trusted_proxies)
         self.max_body_bytes = settings.http.max_body_bytes
+        self.upload_max_body_bytes = upload_body_limit(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -208,6 +211,8 @@ class EdgeMiddleware:
                 await self._preflight(scope, send_with_headers, allowed_origin)
             elif scope["path"] in self.probes:
                 await self._probe(scope, send_with_headers)
+            elif is_upload_path(scope["method"], scope["path"]):
+                await self._upload(scope, receive, send_with_headers, length)
             elif length is not None and _too_long(length, self.max_body_bytes):
                 await _send_problem(
                     send_with_headers,
@@ -230,6 +235,24 @@ class EdgeMiddleware:
                 bytes=state["bytes"],
                 client_ip=scope["lumiku.client_ip"],
             )
+
+    async def _upload(
+        self, scope: Scope, receive: Receive, send: Send, length: bytes | None
+    ) -> None:
+        """An upload route: the larger limit, by Content-Length here and for quart."""
+        limit = self.upload_max_body_bytes
+        if length is not None and _too_long(length, limit):
+            await _send_problem(
+                send,
+                413,
+                "FILE_TOO_LARGE",
+                "The uploaded file is too large",
+                f"The upload may be at most {limit} bytes, form included.",
+                [(b"connection", b"close")],
+            )
+            return
+        scope[BODY_LIMIT_SCOPE_KEY] = limit
+        await self.app(scope, receive, send)
 
     async def _probe(self, scope: Scope, send: Send) -> None:
         scope["lumiku.route"] = scope["path"]

@@ -27,6 +27,8 @@ KEY_THRESHOLD: Final = 30  # channel difference below which a pixel is backgroun
 KEY_RAMP: Final = 6  # alpha rises by this per unit of difference above the threshold
 PNG_COMPRESS_LEVEL: Final = 3  # zlib: much faster than the default 6 for slightly larger files
 
+_ORIENTATION: Final = 0x0112  # the EXIF tag
+
 ScenePainter = Callable[[tuple[int, int]], Awaitable[Image.Image]]
 
 
@@ -40,6 +42,7 @@ def encode_png(image: Image.Image) -> bytes:
 def decode(data: bytes, what: str) -> Image.Image:
     """`data` decoded (EXIF orientation applied); InvalidRequest when it is not an image
     Pillow reads or is larger than MAX_INPUT_PIXELS."""
+    image: Image.Image
     try:
         image = Image.open(io.BytesIO(data))
         if image.width * image.height > MAX_INPUT_PIXELS:
@@ -47,7 +50,9 @@ def decode(data: bytes, what: str) -> Image.Image:
         image.load()
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise InvalidRequest(f"the {what} image cannot be decoded") from exc
-    return ImageOps.exif_transpose(image)
+    if image.getexif().get(_ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)  # a copy: it no longer knows its format
+    return image
 
 
 def subject_rgba(data: bytes) -> Image.Image:

@@ -64,7 +64,7 @@ class Layout:
     def iris_sample(self, eye: int) -> Point:
         """A point on the iris ring of eye 0 (image left) or 1, clear of the highlight."""
         x, y = self.eyes[eye]
-        return x + (self.iris_r + self.pupil_r) / 2, y + self.pupil_r * 0.5
+        return x + (self.pupil_r + 0.85 * self.iris_r) / 2, y
 
     @property
     def clothing_sample(self) -> Point:

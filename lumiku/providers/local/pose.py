@@ -141,7 +141,7 @@ def _dominant_colors(data: bytes) -> list[RGB]:
     pixels, or colours close to its corners when it has no transparency)."""
     image = decode(data, "subject").convert("RGBA")
     image.thumbnail((64, 64))
-    pixels = list(image.getdata())
+    pixels = [p for p in image.get_flattened_data() if isinstance(p, tuple)]  # RGBA tuples
     opaque = [p[:3] for p in pixels if p[3] >= 128]
     if len(opaque) == len(pixels):
         w, h = image.size

@@ -7,6 +7,7 @@ hair, skin, iris and clothing colours at its sample points.
 
 from __future__ import annotations
 
+import math
 import random
 from typing import TYPE_CHECKING, Final
 
@@ -388,7 +389,8 @@ class AvatarPainter:
             fill=shirt,
         )
         if self.look.gender != "female":
-            tie = self.look.accent if self.look.accent != shirt else (150, 30, 40)
+            accent = self.look.accent
+            tie = accent if math.dist(accent, shirt) > 80 else (150, 30, 40)
             self.draw.polygon(
                 [
                     (cx - 0.022 * side, y0 + 0.02 * side),

@@ -132,8 +132,10 @@ def figure_colors(subject: bytes | None, seed: int) -> FigureColors:
 
 
 def _skin_like(color: RGB) -> bool:
+    """Within the ratios of real skin tones (palette.SKIN_TONES): green 55-93 % of red and
+    blue 64-95 % of green. Red, auburn and blonde hair fall outside; brown hair does not."""
     r, g, b = color
-    return r > 60 and r > g > b and r - b > 25 and r - g < 90
+    return r > 50 and g > 0 and 0.55 <= g / r <= 0.93 and 0.64 <= b / g <= 0.95
 
 
 def _dominant_colors(data: bytes) -> list[RGB]:

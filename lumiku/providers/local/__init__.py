@@ -7,6 +7,7 @@ milliseconds at 1024 px).
 
 ```
 avatar.py   the portrait            look.py     attributes → colours, shapes, outfit
+outfits.py  the clothes
 pose.py     figure + skeleton map   scene.py    procedural backgrounds from a prompt
 palette.py  words → colours         canvas.py   drawing helpers
 samples.py  `python -m lumiku.providers.local.samples OUT_DIR`

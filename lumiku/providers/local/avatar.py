@@ -7,17 +7,17 @@ hair, skin, iris and clothing colours at its sample points.
 
 from __future__ import annotations
 
-import math
 import random
 from typing import TYPE_CHECKING, Final
 
 import attrs
-from PIL import Image, ImageChops, ImageDraw
+from PIL import Image, ImageDraw
 
 from lumiku.providers.compose import encode_png
 from lumiku.providers.local import canvas
 from lumiku.providers.local.canvas import Point, disc, rounded_polygon, stroke
 from lumiku.providers.local.look import Look, resolve_look
+from lumiku.providers.local.outfits import Pen, Torso, draw_outfit
 from lumiku.providers.local.palette import RGB, mix, shade
 
 if TYPE_CHECKING:
@@ -167,7 +167,8 @@ class AvatarPainter:
             (cx - sw, y0 + 0.07 * side),
         ]
         rounded_polygon(self.draw, body, 0.045 * side, look.clothing)
-        getattr(self, f"_outfit_{look.outfit}")(cx, y0, side, nw, sw, body)
+        pen = Pen(self.image, self.draw, look, self.rng)
+        draw_outfit(pen, Torso(cx, y0, side, nw, sw, tuple(body)))
 
     def draw_face(self) -> None:
         look, cx, cy, rx, ry = self.look, self.cx, self.cy, self.rx, self.ry
@@ -369,140 +370,6 @@ class AvatarPainter:
                         0.17 * rx,
                         shade(hair, 0.92 if i % 2 else 1.0),
                     )
-
-    def _outfit_tee(
-        self, cx: float, y0: float, side: float, nw: float, sw: float, body: list[Point]
-    ) -> None:
-        neckline = [cx - nw * 1.35, y0 - 0.03 * side, cx + nw * 1.35, y0 + 0.06 * side]
-        self.draw.chord(neckline, 0, 180, fill=shade(self.look.skin, 0.92))
-        self.draw.arc(
-            neckline,
-            0,
-            180,
-            fill=shade(self.look.clothing, 0.82),
-            width=max(round(0.012 * side), 1),
-        )
-
-    def _outfit_suit(
-        self, cx: float, y0: float, side: float, nw: float, sw: float, body: list[Point]
-    ) -> None:
-        clothing = self.look.clothing
-        shirt = (244, 244, 240) if clothing[0] + clothing[1] + clothing[2] < 600 else (60, 70, 90)
-        self.draw.polygon(
-            [
-                (cx - nw * 1.3, y0 - 0.01 * side),
-                (cx + nw * 1.3, y0 - 0.01 * side),
-                (cx, y0 + 0.22 * side),
-            ],
-            fill=shirt,
-        )
-        if self.look.gender != "female":
-            accent = self.look.accent
-            tie = accent if math.dist(accent, shirt) > 80 else (150, 30, 40)
-            self.draw.polygon(
-                [
-                    (cx - 0.022 * side, y0 + 0.02 * side),
-                    (cx + 0.022 * side, y0 + 0.02 * side),
-                    (cx + 0.03 * side, y0 + 0.2 * side),
-                    (cx, y0 + 0.24 * side),
-                    (cx - 0.03 * side, y0 + 0.2 * side),
-                ],
-                fill=tie,
-            )
-        lapel = shade(clothing, 0.78)
-        for sign in (-1, 1):
-            self.draw.polygon(
-                [
-                    (cx + sign * nw * 1.3, y0 - 0.01 * side),
-                    (cx + sign * 0.02 * side, y0 + 0.24 * side),
-                    (cx + sign * 0.45 * sw, y0 + 0.1 * side),
-                ],
-                fill=lapel,
-            )
-
-    def _outfit_jersey(
-        self, cx: float, y0: float, side: float, nw: float, sw: float, body: list[Point]
-    ) -> None:
-        self.draw.polygon(
-            [
-                (cx - nw * 1.2, y0 - 0.01 * side),
-                (cx + nw * 1.2, y0 - 0.01 * side),
-                (cx, y0 + 0.09 * side),
-            ],
-            fill=shade(self.look.skin, 0.92),
-        )
-        accent = self.look.accent
-        for sign in (-1, 1):
-            stroke(
-                self.draw,
-                (cx + sign * 0.4 * sw, y0 + 0.01 * side),
-                (cx + sign * 0.95 * sw, y0 + 0.08 * side),
-                0.025 * side,
-                accent,
-            )
-
-    def _outfit_fashion(
-        self, cx: float, y0: float, side: float, nw: float, sw: float, body: list[Point]
-    ) -> None:
-        scoop = [cx - nw * 2.2, y0 - 0.06 * side, cx + nw * 2.2, y0 + 0.12 * side]
-        self.draw.chord(scoop, 0, 180, fill=shade(self.look.skin, 0.95))
-        for i in range(13):
-            t = i / 12
-            x = cx + (t - 0.5) * nw * 3.2
-            y = y0 + 0.06 * side * (1 - (2 * t - 1) ** 2) + 0.005 * side
-            disc(self.draw, (x, y), 0.007 * side, (222, 186, 90))
-
-    def _outfit_batik(
-        self, cx: float, y0: float, side: float, nw: float, sw: float, body: list[Point]
-    ) -> None:
-        # Pattern and mask cover only the body's bounding box (a fraction of the canvas).
-        left = max(int(min(x for x, _ in body)), 0)
-        top = max(int(y0 - 0.05 * side), 0)
-        right = min(int(max(x for x, _ in body)) + 1, self.image.size[0])
-        bottom = self.image.size[1]
-        box = (right - left, bottom - top)
-        local = [(x - left, y - top) for x, y in body]
-        mask = Image.new("L", box)
-        rounded_polygon(ImageDraw.Draw(mask), local, 0.045 * side, 255)
-        pattern = Image.new("RGBA", box, (0, 0, 0, 0))
-        pen = ImageDraw.Draw(pattern)
-        step, r = 0.05 * side, 0.012 * side
-        accent, dark = self.look.accent, shade(self.look.clothing, 0.7)
-        offset = self.rng.uniform(0, step)
-        y, row = y0 - top, 0
-        while y < box[1]:
-            x = cx - left - sw * 1.6 + offset + (step / 2 if row % 2 else 0)
-            while x < cx - left + sw * 1.6:
-                pen.polygon([(x, y - r), (x + r, y), (x, y + r), (x - r, y)], fill=(*accent, 220))
-                dot = [x - r * 0.35, y - r * 0.35, x + r * 0.35, y + r * 0.35]
-                pen.ellipse(dot, fill=(*dark, 255))
-                x += step
-            y += step * 0.8
-            row += 1
-        pattern.putalpha(ImageChops.darker(pattern.getchannel("A"), mask))
-        self.image.paste(pattern, (left, top), pattern)
-        self._outfit_tee(cx, y0, side, nw, sw, body)
-
-    def _outfit_hoodie(
-        self, cx: float, y0: float, side: float, nw: float, sw: float, body: list[Point]
-    ) -> None:
-        hood = shade(self.look.clothing, 0.8)
-        self.draw.arc(
-            [cx - nw * 2.4, y0 - 0.1 * side, cx + nw * 2.4, y0 + 0.12 * side],
-            0,
-            180,
-            fill=hood,
-            width=max(round(0.04 * side), 1),
-        )
-        self._outfit_tee(cx, y0, side, nw, sw, body)
-        for sign in (-1, 1):
-            stroke(
-                self.draw,
-                (cx + sign * nw * 0.8, y0 + 0.05 * side),
-                (cx + sign * nw * 0.9, y0 + 0.2 * side),
-                0.008 * side,
-                (236, 236, 232),
-            )
 
     def _eyes(self) -> None:
         look, k, lay = self.look, self.k, self.layout

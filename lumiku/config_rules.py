@@ -33,6 +33,7 @@ _PLACEHOLDER_PREFIXES: Final = (
 )
 _ORIGIN: Final = re.compile(r"^(https?)://(\*\.)?([a-z0-9-]+(\.[a-z0-9-]+)*)(:\d{1,5})?$")
 _TEST_MARKERS: Final = ("test", "sandbox", "example")
+PROVIDER_OPERATIONS: Final = ("avatar", "pose", "background")
 
 
 def url_scheme(url: str) -> str:
@@ -207,6 +208,10 @@ _FIELD_RULES: Final[dict[str, Callable[[Any], Any]]] = {
     "duitku.return_url": _url_schemes("http", "https"),
     "duitku.ip_allowlist": _each(network_problem),
     "huggingface.base_url": _url_schemes("http", "https"),
+    **{f"providers.{op}": _one_of("local", "huggingface") for op in PROVIDER_OPERATIONS},
+    "providers.call_timeout_s": _positive,
+    "providers.breaker_failures": _positive,
+    "providers.breaker_reset_s": _positive,
 }
 
 
@@ -268,7 +273,16 @@ def production_problems(settings: Settings) -> list[tuple[str, str]]:
         out.append(("metrics.token", "production requires metrics.token or metrics.bind"))
     if settings.payments.enabled:
         out.extend(_payment_problems(settings))
+    out.extend(_provider_problems(settings))
     return out
+
+
+def _provider_problems(settings: Settings) -> Iterator[tuple[str, str]]:
+    """Hugging Face in production needs its token (elsewhere a token-less, self-hosted
+    Inference-API compatible server is allowed)."""
+    chosen = [op for op in PROVIDER_OPERATIONS if getattr(settings.providers, op) == "huggingface"]
+    if chosen and not settings.huggingface.api_key:
+        yield "huggingface.api_key", f"required in production by providers.{chosen[0]}"
 
 
 def _payment_problems(settings: Settings) -> Iterator[tuple[str, str]]:

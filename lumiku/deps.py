@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from lumiku.http.ratelimit import RateLimiter
     from lumiku.jobs.worker import JobControl
     from lumiku.observability.health import Health
+    from lumiku.providers.registry import Providers
     from lumiku.redis import Client
     from lumiku.shutdown import ShutdownState
     from lumiku.storage.base import Storage
@@ -42,3 +43,4 @@ class Deps:
     instance_id: str  # unique per process: event de-duplication, worker ids
     jobs: JobControl
     storage: Storage
+    providers: Providers  # image providers by operation (SPEC §9)

@@ -23,8 +23,10 @@ LumikuError
 │   └── ServiceUnavailable  503  SERVICE_UNAVAILABLE (retry_after_s)
 │       └── RateLimiterUnavailable 503 RATE_LIMITER_UNAVAILABLE
 ├── ProviderError                an image provider failed; the class drives job retries
-│   ├── Transient                retry with backoff
+│   ├── Transient                retry with backoff, or after retry_after_s when the provider
+│   │                            said when (a model still loading)
 │   ├── RateLimitedUpstream      retry after the provider's Retry-After, attempt not counted
+│   │   └── ProviderUnavailable  its circuit breaker is open: hold the job, not a failure
 │   └── Permanent                fail at once
 ├── StorageError                 file storage failed (lumiku/storage)
 │   ├── ObjectMissing            the key names no stored object
@@ -252,13 +254,25 @@ class ProviderError(LumikuError):
 
 
 class Transient(ProviderError):
-    pass
+    """Worth retrying; `retry_after_s`, when set, is the provider's own estimate of when
+    (a model that is still loading) and should replace the exponential backoff."""
+
+    def __init__(self, message: str = "", retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class RateLimitedUpstream(ProviderError):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class ProviderUnavailable(RateLimitedUpstream):
+    """The provider's circuit breaker refused the call without making it (open, or
+    half-open with its one probe in flight): hold the job for `retry_after_s`; nothing
+    failed and the attempt must not count. Workers avoid it by asking
+    `Providers.available(operation)` before claiming."""
 
 
 class Permanent(ProviderError):

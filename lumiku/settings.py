@@ -194,6 +194,38 @@ class HuggingfaceSettings:
     base_url: str = setting(
         "https://api-inference.huggingface.co", "Inference-API compatible base URL."
     )
+    avatar_model: str = setting(
+        "stabilityai/stable-diffusion-xl-base-1.0", "Text-to-image model for avatars."
+    )
+    pose_model: str = setting(
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        "Text-to-image model for posed figures (the prompt plus a description of the pose).",
+    )
+    pose_control_model: str = setting(
+        "",
+        "Image-to-image (ControlNet openpose) model fed the skeleton map; set, it replaces "
+        "pose_model.",
+    )
+    background_model: str = setting(
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        "Text-to-image model for ai_generate backgrounds (composited locally).",
+    )
+
+
+@attrs.frozen
+class ProvidersSettings:
+    avatar: str = setting("local", "Who renders avatars: local | huggingface.")
+    pose: str = setting("local", "Who renders posed figures: local | huggingface.")
+    background: str = setting("local", "Who paints ai_generate backgrounds: local | huggingface.")
+    call_timeout_s: float = setting(
+        120.0, "An HTTP provider call giving no answer within this is a TRANSIENT failure."
+    )
+    breaker_failures: int = setting(
+        5, "Consecutive failures (5xx, 429, timeouts, network) that open a provider's breaker."
+    )
+    breaker_reset_s: float = setting(
+        60.0, "An open breaker lets one probe call through after this."
+    )
 
 
 @attrs.frozen
@@ -227,6 +259,7 @@ class Settings:
     payments: PaymentsSettings = attrs.field(factory=PaymentsSettings)
     duitku: DuitkuSettings = attrs.field(factory=DuitkuSettings)
     huggingface: HuggingfaceSettings = attrs.field(factory=HuggingfaceSettings)
+    providers: ProvidersSettings = attrs.field(factory=ProvidersSettings)
     # Not settings: where each value came from, and what systemd passed us.
     sources: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
     systemd: SystemdEnv = attrs.field(factory=SystemdEnv, eq=False)

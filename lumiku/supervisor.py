@@ -59,6 +59,7 @@ from lumiku.jobs.signals import serve_signals
 from lumiku.jobs.worker import JobControl, serve_workers
 from lumiku.observability.health import Health
 from lumiku.observability.logging import get_logger
+from lumiku.providers.registry import open_providers
 from lumiku.redis import open_redis
 from lumiku.shutdown import ShutdownState, watch_signals
 from lumiku.storage import open_storage
@@ -233,9 +234,9 @@ async def open_deps(
     migrate: bool = True,
     apps: Registry | None = None,
 ) -> AsyncIterator[Deps]:
-    """Open every resource in start order (database and migrations, Redis, storage) and yield
-    the `Deps` over them; closes them in reverse. Operator commands pass `migrate=False` and
-    get SchemaMismatch on a schema that is not current."""
+    """Open every resource in start order (database and migrations, Redis, storage, image
+    providers) and yield the `Deps` over them; closes them in reverse. Operator commands pass
+    `migrate=False` and get SchemaMismatch on a schema that is not current."""
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(open_database(settings))
         if migrate:
@@ -246,6 +247,7 @@ async def open_deps(
                 raise SchemaMismatch("the schema is not current; run `lumiku migrate` first")
         redis = await stack.enter_async_context(open_redis(settings.redis))
         storage = await stack.enter_async_context(open_storage(settings.storage))
+        providers = await stack.enter_async_context(open_providers(settings))
         state = state or ShutdownState()
         counters = make_counters(redis)
         instance_id = uuid.uuid4().hex
@@ -273,6 +275,7 @@ async def open_deps(
             instance_id=instance_id,
             jobs=control,
             storage=storage,
+            providers=providers,
         )
 
 

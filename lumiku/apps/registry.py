@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import attrs
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from quart import Blueprint
 
     from lumiku.deps import Deps
@@ -36,6 +38,14 @@ class JobContext(Protocol):
 
     @property
     def attempt(self) -> int: ...
+
+    @property
+    def user_id(self) -> UUID:
+        """Whose job it is (every row a handler writes belongs to them)."""
+
+    @property
+    def deps(self) -> Deps:
+        """The service's resources: the store, storage, providers, settings."""
 
     async def progress(self, completed: int, total: int, stage: str) -> None:
         """Report progress; the worker stores it and publishes a `generation:progress` event."""

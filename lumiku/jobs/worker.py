@@ -25,7 +25,13 @@ import attrs
 import trio
 
 from lumiku import events
-from lumiku.errors import DatabaseError, Permanent, RateLimitedUpstream, Transient
+from lumiku.errors import (
+    DatabaseError,
+    Permanent,
+    ProviderUnavailable,
+    RateLimitedUpstream,
+    Transient,
+)
 from lumiku.jobs import transitions
 from lumiku.jobs.announce import announce, event_data
 from lumiku.jobs.completions import Completions
@@ -104,6 +110,14 @@ class RunContext:
     @property
     def attempt(self) -> int:
         return self.job.attempt
+
+    @property
+    def user_id(self) -> UUID:
+        return self.job.user_id
+
+    @property
+    def deps(self) -> Deps:
+        return self.worker.deps
 
     async def progress(self, completed: int, total: int, stage: str) -> None:
         progress = Progress.of(completed, total, stage)
@@ -415,18 +429,19 @@ async def _finish(
 async def _failed(workers: Workers, job: Job, context: RunContext, error: BaseException) -> None:
     store, settings = workers.deps.store, workers.deps.settings.jobs
     seen = context.seq
-    if isinstance(error, RateLimitedUpstream):
+    if isinstance(error, RateLimitedUpstream):  # held, the attempt not counted
+        code = "PROVIDER_UNAVAILABLE" if isinstance(error, ProviderUnavailable) else "RATE_LIMITED"
         run_after = workers.clock() + timedelta(seconds=error.retry_after_s)
         done = await transitions.retry(
             store,
             job.id,
             job.attempt,
-            JobError("RATE_LIMITED", str(error), True),
+            JobError(code, str(error), True),
             run_after,
             count_attempt=False,
             seen_seq=seen,
         )
-        await _announce(workers, done, context, "RATE_LIMITED")
+        await _announce(workers, done, context, code)
         return
     retryable = not isinstance(error, Permanent)
     code = (
@@ -437,6 +452,8 @@ async def _failed(workers: Workers, job: Job, context: RunContext, error: BaseEx
     job_error = JobError(code, str(error) or type(error).__name__, retryable)
     if retryable and job.attempt < job.max_attempts:
         delay = backoff_s(job.attempt, settings.backoff_s, settings.backoff_max_s)
+        if isinstance(error, Transient) and error.retry_after_s is not None:
+            delay = error.retry_after_s  # the provider's own estimate (a model still loading)
         done = await transitions.retry(
             store,
             job.id,

@@ -21,7 +21,7 @@ from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
 from lumiku.credits import ledger
 from lumiku.credits.ledger import CreditsPolicy
 from lumiku.deps import Deps
-from lumiku.errors import Permanent, RateLimitedUpstream, Transient
+from lumiku.errors import Permanent, ProviderUnavailable, RateLimitedUpstream, Transient
 from lumiku.events import TERMINAL, Event
 from lumiku.jobs.worker import Workers, serve_workers, trio_clock
 from lumiku.supervisor import open_deps
@@ -49,6 +49,10 @@ class Script:
             raise Permanent("content rejected")
         if step == "rate_limited":
             raise RateLimitedUpstream("slow down", retry_after_s=30)
+        if step == "loading":
+            raise Transient("model loading", retry_after_s=45)
+        if step == "breaker_open":
+            raise ProviderUnavailable("breaker open", retry_after_s=20)
         if step == "hang":
             await trio.sleep_forever()
         if step == "chatty":  # 50 reports over 2.5 s
@@ -189,6 +193,21 @@ async def test_rate_limited_waits_and_does_not_count_the_attempt(
     assert done.status == "succeeded"
     assert second_at - first_at >= 30
     assert first_attempt == second_attempt == 1
+
+
+async def test_a_loading_model_is_retried_after_its_estimate_and_an_open_breaker_holds(
+    tmp_path: Path, thread_safe_autojump: trio.testing.MockClock
+) -> None:
+    async with world(tmp_path) as w:
+        job = await w.submit(["loading", "breaker_open", "ok"])
+        done = await w.until_finished(job)
+        (first, a1), (second, a2), (third, a3) = w.script.calls
+        retried = [e for e in w.received if e.type == "generation:retrying"]
+    assert done.status == "succeeded"
+    assert 45 <= second - first <= 47  # the estimate, not the 5-10 s backoff
+    assert 20 <= third - second <= 22
+    assert (a1, a2, a3) == (1, 2, 2)  # loading counts the attempt; a refused call does not
+    assert [e.data["error"]["code"] for e in retried] == ["TRANSIENT", "PROVIDER_UNAVAILABLE"]
 
 
 async def test_a_kind_that_is_unavailable_keeps_its_jobs_queued(

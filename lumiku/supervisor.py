@@ -259,6 +259,7 @@ async def open_deps(
                 "queue": await queue_statistics(store, datetime.now(UTC)),
                 "workers": workers,
                 "jobs": control.metrics.snapshot(),
+                "providers": providers.health(),
             }
 
         yield Deps(

@@ -183,7 +183,11 @@ class Health:
                 log.warning("health.details_failed", error=str(exc) or "timeout")
         if checks["database"].status != OK:
             overall, code = "unhealthy", 503
-        elif self.shutdown.draining or any(c.status != OK for c in checks.values()):
+        elif (
+            self.shutdown.draining
+            or any(c.status != OK for c in checks.values())
+            or extra.get("providers", {}).get("status") == "degraded"  # a breaker is open
+        ):
             overall, code = "degraded", 200
         else:
             overall, code = "healthy", 200

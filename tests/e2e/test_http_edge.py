@@ -72,6 +72,10 @@ async def test_health_liveness_and_detailed(service: Service) -> None:
         "oldest_queued_age_s": None,
     }
     assert body["workers"] == {"busy": 0, "total": 0}  # no apps registered
+    assert body["providers"]["status"] == "ok"
+    assert body["providers"]["operations"] == dict.fromkeys(
+        ("avatar", "pose", "background"), "local"
+    )
 
 
 async def test_malformed_json_is_400_invalid_json(service: Service) -> None:

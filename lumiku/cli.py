@@ -147,7 +147,7 @@ def _check(args: argparse.Namespace) -> int:
         (s for s in settings.sources.values() if s.startswith("file ")), "defaults and environment"
     )
     lines = [CheckLine("config", True, f"{settings.environment}, from {source}")]
-    lines += trio.run(_dependency_checks, settings)
+    lines += trio.run(_dependency_checks, settings, bool(getattr(args, "deep", False)))
     failed = [line.exit_code for line in lines if not line.ok]
     code = EXIT_UNREACHABLE if EXIT_UNREACHABLE in failed else max(failed, default=EXIT_OK)
     return _report(lines, as_json, code)
@@ -173,7 +173,7 @@ def _report(lines: list[CheckLine], as_json: bool, code: int) -> int:
     return code
 
 
-async def _dependency_checks(settings: config.Settings) -> list[CheckLine]:
+async def _dependency_checks(settings: config.Settings, deep: bool = False) -> list[CheckLine]:
     from lumiku.observability.health import storage_check
     from lumiku.redis import open_redis, ping
     from lumiku.supervisor import open_database
@@ -198,8 +198,25 @@ async def _dependency_checks(settings: config.Settings) -> list[CheckLine]:
     state = "writable" if storage.status == "ok" else storage.error
     detail = f"{settings.storage.path}: {state}, {free_text}"
     lines.append(CheckLine("storage", storage.status == "ok", detail, EXIT_UNREACHABLE))
-    lines.append(CheckLine("providers", True, "local (embedded renderer)"))
+    lines.append(await _providers_check(settings, deep))
     return lines
+
+
+async def _providers_check(settings: config.Settings, deep: bool) -> CheckLine:
+    """Which provider serves each operation; with `deep`, whether the HTTP one answers."""
+    from lumiku.errors import Transient
+    from lumiku.providers.huggingface import probe
+
+    chosen = {op: getattr(settings.providers, op) for op in ("avatar", "pose", "background")}
+    detail = ", ".join(f"{op}={name}" for op, name in chosen.items())
+    if not deep or "huggingface" not in chosen.values():
+        return CheckLine("providers", True, detail)
+    try:
+        with trio.fail_after(10):
+            answer = await probe(settings.huggingface)
+    except (Transient, trio.TooSlowError) as exc:
+        return CheckLine("providers", False, f"{detail}; {_short(exc)}", EXIT_UNREACHABLE)
+    return CheckLine("providers", True, f"{detail}; {answer}")
 
 
 async def _database_check(settings: config.Settings, open_database: Any) -> CheckLine:

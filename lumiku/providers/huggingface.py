@@ -329,3 +329,14 @@ async def open_huggingface(
         headers={"User-Agent": f"lumiku/{__version__}"},
     ) as client:
         yield Huggingface(client, settings, breaker, providers.call_timeout_s)
+
+
+async def probe(settings: HuggingfaceSettings, timeout_s: float = 5.0) -> str:
+    """`lumiku check --deep`: whether `base_url` answers HTTP at all (any status will do;
+    the token is not sent). Raises `Transient` when it cannot be reached."""
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
+            response = await client.get(settings.base_url)
+    except httpx.HTTPError as exc:
+        raise Transient(f"{settings.base_url} unreachable: {type(exc).__name__}") from exc
+    return f"{settings.base_url} answers (HTTP {response.status_code})"

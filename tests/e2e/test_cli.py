@@ -35,7 +35,7 @@ def test_check_passes_on_the_embedded_default_after_migrate(tmp_path: Path) -> N
     result = lumiku(tmp_path, "--check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all checks passed" in result.stdout
-    for name in ("config", "database", "redis", "storage"):
+    for name in ("config", "database", "redis", "storage", "providers"):
         assert any(
             line.split()[1] == name
             for line in result.stdout.splitlines()
@@ -76,6 +76,28 @@ def test_check_reports_an_unreachable_redis_with_3(tmp_path: Path) -> None:
     result = lumiku(tmp_path, "--check", env={"LUMIKU_REDIS_URL": "redis://127.0.0.1:1/0"})
     assert result.returncode == 3, result.stdout + result.stderr
     assert any(line.startswith("FAIL") and "redis" in line for line in result.stdout.splitlines())
+
+
+def test_check_names_the_providers_and_deep_probes_the_http_one(tmp_path: Path) -> None:
+    lumiku(tmp_path, "migrate")
+    plain = lumiku(tmp_path, "check", "--json")
+    (line,) = [c for c in json.loads(plain.stdout)["checks"] if c["name"] == "providers"]
+    assert line == {
+        "name": "providers",
+        "ok": True,
+        "detail": "avatar=local, pose=local, background=local",
+    }
+    hf = {
+        "LUMIKU_PROVIDERS_POSE": "huggingface",
+        "LUMIKU_HUGGINGFACE_BASE_URL": "http://127.0.0.1:9",
+    }
+    assert lumiku(tmp_path, "--check", env=hf).returncode == 0  # not probed without --deep
+    deep = lumiku(tmp_path, "--check", "--deep", env=hf)
+    assert deep.returncode == 3, deep.stdout + deep.stderr
+    failed = [line for line in deep.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failed) == 1
+    assert "providers" in failed[0]
+    assert "127.0.0.1:9 unreachable" in failed[0]
 
 
 def test_check_lists_every_config_problem_with_2(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -19,7 +20,10 @@ from PIL import Image
 
 from lumiku.accounts.service import change_tags, create_user
 from lumiku.apps.avatar_creator.app import make_app
+from lumiku.apps.avatar_creator.handlers import generate_avatar
 from lumiku.apps.registry import Registry
+from lumiku.deps import Deps
+from lumiku.storage.base import new_key
 from lumiku.supervisor import open_deps
 from tests.e2e.harness import (
     STRONG_PASSWORD,
@@ -105,6 +109,11 @@ async def until(ws: WsClient, event_type: str) -> list[dict[str, Any]]:
     return out
 
 
+async def generation_status(service: Service, token: str, generation_id: str) -> str:
+    response = await service.client.get(f"{API}/generations/{generation_id}", headers=bearer(token))
+    return str(response.json()["generation"]["status"])
+
+
 async def image_size(client: httpx.AsyncClient, url: str) -> tuple[int, int]:
     response = await client.get(url)  # signed: no token
     assert response.status_code == 200, response.text
@@ -169,6 +178,58 @@ async def test_generate_reports_progress_and_makes_a_downloadable_avatar(
     gone = await service.client.get(f"{API}/avatars/{avatar['id']}", headers=bearer(token))
     assert gone.status_code == 404
     assert stored_files(service) == []
+
+
+@attrs.define
+class RerunContext:
+    """What a worker hands the handler, for running a job's payload again by hand."""
+
+    payload: dict[str, Any]
+    user_id: uuid.UUID
+    deps: Deps
+    job_id: str = "rerun"
+    attempt: int = 2
+    stages: list[str] = attrs.field(factory=list)
+    delivered: int = 0
+
+    async def progress(self, completed: int, total: int, stage: str) -> None:
+        self.stages.append(stage)
+
+    def deliver(self, cost: int) -> None:
+        self.delivered += cost
+
+
+async def test_a_generation_run_again_makes_no_second_avatar(service: Service) -> None:
+    user = await register(service.client, "rerun@example.com")
+    token, user_id = user["token"], uuid.UUID(user["user"]["id"])
+    project_id = await new_project(service.client, token)
+    accepted, events = await generate_and_watch(
+        service,
+        token,
+        f"{API}/projects/{project_id}/avatars/generate",
+        {"name": "Again", "prompt": PROMPT, "width": 512, "height": 512},
+    )
+    first = events[-1]["data"]["result"]
+    job = await service.client.get(f"/api/jobs/{accepted['job_id']}", headers=bearer(token))
+    payload = job.json()["job"]["payload"]
+    files = stored_files(service)
+    async with open_deps(service.settings, migrate=False) as deps:
+        again = await generate_avatar(RerunContext(payload, user_id, deps))
+        assert again.result == first  # found, not rendered again
+        assert stored_files(service) == files
+
+        # An attempt that died after storing but before saving left a file behind: the
+        # next attempt clears it, saves the avatar once, and a third run finds that one.
+        fresh = {**payload, "generation_id": str(uuid.uuid4())}
+        stray = new_key("avatar-creator", user_id, "png", group=fresh["generation_id"])
+        await deps.storage.put(stray, png(300, 300), "image/png")
+        made = await generate_avatar(context := RerunContext(fresh, user_id, deps))
+        assert context.stages[0] == "rendering"
+        assert context.stages[-3:] == ["storing", "saving", "done"]
+        assert str(stray) not in stored_files(service)
+        assert made.result["avatar_id"] != first["avatar_id"]
+        assert (await generate_avatar(RerunContext(fresh, user_id, deps))).result == made.result
+    assert len(stored_files(service)) == len(files) + 2
 
 
 async def test_generation_replays_an_idempotency_key_without_a_second_charge(
@@ -422,3 +483,46 @@ async def test_health_reports_the_avatar_provider(service: Service) -> None:
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
     assert health.json()["operations"] == {"avatar": "local"}
+
+
+async def test_health_is_degraded_and_jobs_wait_while_the_provider_breaker_is_open(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    with trio.socket.socket() as sock:  # a port nothing listens on: connections are refused
+        await sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    env = {
+        "LUMIKU_DATABASE_URL": sqlite_url,
+        "LUMIKU_JOBS_POLL_S": "0.05",
+        "LUMIKU_PROVIDERS_AVATAR": "huggingface",
+        "LUMIKU_HUGGINGFACE_BASE_URL": f"http://127.0.0.1:{closed_port}",
+        "LUMIKU_PROVIDERS_BREAKER_FAILURES": "1",
+        "LUMIKU_PROVIDERS_BREAKER_RESET_S": "600",
+        **GENEROUS,
+    }
+    with trio.fail_after(60):
+        async with running_service(
+            make_settings(tmp_path, env), apps=Registry([make_app()])
+        ) as service:
+            assert (await service.client.get(f"{API}/health")).status_code == 200
+            token = (await register(service.client, "down@example.com"))["token"]
+            project_id = await new_project(service.client, token)
+            accepted = await service.client.post(
+                f"{API}/projects/{project_id}/avatars/generate",
+                json={"name": "Later", "prompt": PROMPT, "width": 512, "height": 512},
+                headers=bearer(token),
+            )
+            assert accepted.status_code == 202, accepted.text
+            with trio.fail_after(20):
+                while (health := await service.client.get(f"{API}/health")).status_code != 503:
+                    await trio.sleep(0.05)
+            assert health.json()["status"] == "degraded"
+            assert health.json()["providers"]["huggingface"]["state"] == "open"
+            generation_id = accepted.json()["generation"]["id"]
+            with trio.fail_after(20):  # the failed attempt goes back to the queue, not failed
+                while (status := await generation_status(service, token, generation_id)) == (
+                    "running"
+                ):
+                    await trio.sleep(0.05)
+            assert status == "queued"
+            assert await balance(service.client, token) == 90

@@ -21,6 +21,7 @@ from PIL import Image
 from lumiku.accounts.service import change_tags, create_user
 from lumiku.apps.avatar_creator.app import make_app
 from lumiku.apps.avatar_creator.handlers import generate_avatar
+from lumiku.apps.avatar_creator.service import record_usage
 from lumiku.apps.registry import Registry
 from lumiku.deps import Deps
 from lumiku.storage.base import new_key
@@ -339,6 +340,26 @@ async def test_upload_charges_2_with_the_avatar_and_rejections_write_nothing(
     assert replay.json()["avatar"]["id"] == avatar["id"]
     assert await balance(service.client, token) == 98
     assert len(stored_files(service)) == 2
+
+    user_id = uuid.UUID(user["user"]["id"])
+    async with open_deps(service.settings, migrate=False) as deps, deps.store.transaction() as tx:
+        await record_usage(
+            tx,
+            avatar_id=uuid.UUID(avatar["id"]),
+            user_id=user_id,
+            app="pose-generator",
+            action="pose.generate",
+            reference_id="gen-1",
+        )
+    history = await service.client.get(
+        f"{API}/avatars/{avatar['id']}/usage-history", headers=bearer(token)
+    )
+    assert [(u["app"], u["reference_id"]) for u in history.json()["usage"]] == [
+        ("pose-generator", "gen-1")
+    ]
+    again = await service.client.get(f"{API}/avatars/{avatar['id']}", headers=bearer(token))
+    assert again.json()["avatar"]["usage_count"] == 1
+    assert again.json()["avatar"]["last_used_at"] is not None
 
     deleted = await service.client.delete(f"{API}/avatars/{avatar['id']}", headers=bearer(token))
     assert deleted.status_code == 200

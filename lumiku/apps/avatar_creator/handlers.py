@@ -55,10 +55,11 @@ async def generate_avatar(ctx: JobContext) -> Outcome:
     existing = await deps.store.fetch_one(Q.avatar_by_generation, generation_id)
     if existing is not None:
         return _outcome(existing)
+    group = prefix_of(APP_ID, ctx.user_id, generation_id)
+    # What an attempt that died (or lost its project) before saving left behind.
+    await deps.storage.delete_prefix(group)
     if await deps.store.fetch_one(Q.project_by_id, project_id, ctx.user_id) is None:
         raise Permanent("The project was deleted before the avatar was made.")
-    group = prefix_of(APP_ID, ctx.user_id, generation_id)
-    await deps.storage.delete_prefix(group)  # what an attempt that died before saving left
 
     await ctx.progress(0, STEPS, "rendering")
 

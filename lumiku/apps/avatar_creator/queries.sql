@@ -81,6 +81,14 @@ FROM avatar_usage WHERE avatar_id = $1 AND user_id = $2 AND id < $3
 ORDER BY id DESC
 LIMIT $4
 
+-- name: insert_usage
+INSERT INTO avatar_usage (id, avatar_id, user_id, app, action, reference_id, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+
+-- name: count_usage
+UPDATE avatars SET usage_count = usage_count + 1, last_used_at = $3
+WHERE id = $1 AND user_id = $2
+
 -- Generations ------------------------------------------------------------------------------
 
 -- name: insert_generation

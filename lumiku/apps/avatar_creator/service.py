@@ -249,6 +249,20 @@ async def usage_history(
     return {"usage": usage, "next_cursor": _page_cursor(rows, limit)}
 
 
+async def record_usage(
+    tx: Tx, *, avatar_id: UUID, user_id: UUID, app: str, action: str, reference_id: str
+) -> None:
+    """Note that another app used the avatar (e.g. Pose Generator, in the transaction of
+    the work that used it): one usage row, `usage_count` + 1, `last_used_at` now. Raises
+    NotFound when the avatar is not the user's."""
+    now = _now()
+    if await tx.execute(Q.count_usage, avatar_id, user_id, now) != 1:
+        raise NotFound("No such avatar.")
+    await tx.execute(
+        Q.insert_usage, new_job_id(), avatar_id, user_id, app, action, reference_id, now
+    )
+
+
 # Generations ------------------------------------------------------------------------------
 
 

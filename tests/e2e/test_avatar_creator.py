@@ -547,3 +547,33 @@ async def test_health_is_degraded_and_jobs_wait_while_the_provider_breaker_is_op
                     await trio.sleep(0.05)
             assert status == "queued"
             assert await balance(service.client, token) == 90
+
+
+async def test_projects_page_newest_first_and_update(service: Service) -> None:
+    token = (await register(service.client, "pages@example.com"))["token"]
+    ids = [await new_project(service.client, token, f"P{i}") for i in range(3)]
+    first = (await service.client.get(f"{API}/projects?limit=2", headers=bearer(token))).json()
+    assert [p["id"] for p in first["projects"]] == ids[:0:-1]
+    rest = await service.client.get(
+        f"{API}/projects?limit=2&cursor={first['next_cursor']}", headers=bearer(token)
+    )
+    assert [p["id"] for p in rest.json()["projects"]] == ids[:1]
+    assert rest.json()["next_cursor"] is None
+    bad = await service.client.get(f"{API}/projects?cursor=%%%", headers=bearer(token))
+    assert bad.status_code == 400
+    changed = await service.client.put(
+        f"{API}/projects/{ids[0]}",
+        json={"name": "  Renamed   project ", "description": "About"},
+        headers=bearer(token),
+    )
+    assert changed.status_code == 200, changed.text
+    project = changed.json()["project"]
+    assert (project["name"], project["description"]) == ("Renamed project", "About")
+    cleared = await service.client.put(
+        f"{API}/projects/{ids[0]}", json={"description": None}, headers=bearer(token)
+    )
+    assert cleared.json()["project"] == {
+        **project,
+        "description": None,
+        "updated_at": cleared.json()["project"]["updated_at"],
+    }

@@ -157,8 +157,8 @@ async def delete_project(deps: Deps, user: User, project_id: UUID) -> None:
     """Delete the project, its avatars and generations (the rows cascade), then their files:
     each avatar's storage group and each generation's (which also holds the files of an
     attempt that died before saving its avatar). Files go after the commit, so a failed
-    delete leaves the project whole; a file that cannot be removed is logged by storage
-    and left behind rather than failing the request."""
+    delete leaves the project whole; a file that cannot be removed (StorageError) is left
+    behind rather than failing the request."""
     await project_row(deps, user, project_id)
     avatars = await deps.store.fetch_all(Q.project_avatars, project_id, user.id)
     generations = await deps.store.fetch_all(Q.project_generation_ids, project_id)

@@ -1,0 +1,40 @@
+"""The Avatar Creator app (SPEC §8.1) as the registry knows it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lumiku.apps.avatar_creator import requests
+from lumiku.apps.avatar_creator.handlers import generate_avatar
+from lumiku.apps.avatar_creator.routes import make_blueprint
+from lumiku.apps.avatar_creator.service import APP_ID, KIND_FROM_PRESET, KIND_GENERATE
+from lumiku.apps.registry import App, JobKind
+
+if TYPE_CHECKING:
+    from lumiku.deps import Deps
+
+CONCURRENCY = 2
+
+
+def _provider_available(deps: Deps) -> bool:
+    # While the avatar provider's breaker is open, generations wait in the queue.
+    return deps.providers.available("avatar")
+
+
+def make_app() -> App:
+    """Avatar Creator: its routes, its two job kinds and its costs (one App per service)."""
+    kinds = tuple(
+        JobKind(name, generate_avatar, concurrency=CONCURRENCY, available=_provider_available)
+        for name in (KIND_GENERATE, KIND_FROM_PRESET)
+    )
+    return App(
+        APP_ID,
+        "Avatar Creator",
+        kinds=kinds,
+        costs={
+            "generate": requests.COST_GENERATE,
+            "from_preset": requests.COST_FROM_PRESET,
+            "upload": requests.COST_UPLOAD,
+        },
+        blueprint=make_blueprint(),
+    )

@@ -1,0 +1,149 @@
+-- Avatar Creator (SPEC §8.1): projects, avatars, generations, usage. Every statement that
+-- reads or writes one resource takes its owner, so someone else's id finds nothing.
+
+-- Projects ---------------------------------------------------------------------------------
+
+-- name: insert_project
+INSERT INTO avatar_projects (id, user_id, name, description, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $5)
+RETURNING id, user_id, name, description, created_at, updated_at
+
+-- name: project_by_id
+SELECT id, user_id, name, description, created_at, updated_at
+FROM avatar_projects WHERE id = $1 AND user_id = $2
+
+-- name: projects_page
+-- Newest first, older than the cursor's id ($2); one more than the page to know if more.
+SELECT p.id, p.user_id, p.name, p.description, p.created_at, p.updated_at,
+       (SELECT count(*) FROM avatars a WHERE a.project_id = p.id) AS avatar_count
+FROM avatar_projects p
+WHERE p.user_id = $1 AND p.id < $2
+ORDER BY p.id DESC
+LIMIT $3
+
+-- name: update_project
+UPDATE avatar_projects SET name = $3, description = $4, updated_at = $5
+WHERE id = $1 AND user_id = $2
+RETURNING id, user_id, name, description, created_at, updated_at
+
+-- name: delete_project
+DELETE FROM avatar_projects WHERE id = $1 AND user_id = $2
+
+-- name: project_generation_ids
+SELECT id FROM avatar_generations WHERE project_id = $1
+
+-- Avatars ----------------------------------------------------------------------------------
+
+-- name: insert_avatar
+-- A generation's avatar is made once: a job that runs again finds no row back here and
+-- reads the avatar it made before (avatar_by_generation).
+INSERT INTO avatars (id, user_id, project_id, name, source_type, image_key, thumbnail_key,
+                     width, height, persona, attributes, prompt, preset_id, seed,
+                     generation_id, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)
+ON CONFLICT (generation_id) WHERE generation_id IS NOT NULL DO NOTHING
+RETURNING id, user_id, project_id, name, source_type, image_key, thumbnail_key, width, height,
+          persona, attributes, prompt, preset_id, seed, generation_id, usage_count,
+          last_used_at, created_at, updated_at
+
+-- name: avatar_by_id
+SELECT id, user_id, project_id, name, source_type, image_key, thumbnail_key, width, height,
+       persona, attributes, prompt, preset_id, seed, generation_id, usage_count,
+       last_used_at, created_at, updated_at
+FROM avatars WHERE id = $1 AND user_id = $2
+
+-- name: avatar_by_generation
+SELECT id, user_id, project_id, name, source_type, image_key, thumbnail_key, width, height,
+       persona, attributes, prompt, preset_id, seed, generation_id, usage_count,
+       last_used_at, created_at, updated_at
+FROM avatars WHERE generation_id = $1
+
+-- name: project_avatars
+SELECT id, user_id, project_id, name, source_type, image_key, thumbnail_key, width, height,
+       persona, attributes, prompt, preset_id, seed, generation_id, usage_count,
+       last_used_at, created_at, updated_at
+FROM avatars WHERE project_id = $1 AND user_id = $2
+ORDER BY id DESC
+
+-- name: update_avatar
+UPDATE avatars SET name = $3, persona = $4, attributes = $5, updated_at = $6
+WHERE id = $1 AND user_id = $2
+RETURNING id, user_id, project_id, name, source_type, image_key, thumbnail_key, width, height,
+          persona, attributes, prompt, preset_id, seed, generation_id, usage_count,
+          last_used_at, created_at, updated_at
+
+-- name: delete_avatar
+DELETE FROM avatars WHERE id = $1 AND user_id = $2
+
+-- name: avatar_usage_page
+SELECT id, avatar_id, app, action, reference_id, created_at
+FROM avatar_usage WHERE avatar_id = $1 AND user_id = $2 AND id < $3
+ORDER BY id DESC
+LIMIT $4
+
+-- name: insert_usage
+INSERT INTO avatar_usage (id, avatar_id, user_id, app, action, reference_id, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+
+-- name: count_usage
+UPDATE avatars SET usage_count = usage_count + 1, last_used_at = $3
+WHERE id = $1 AND user_id = $2
+
+-- Generations ------------------------------------------------------------------------------
+
+-- name: insert_generation
+INSERT INTO avatar_generations (id, user_id, project_id, job_id, source_type, request,
+                                credit_charged, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+
+-- name: generation_by_id
+-- The generation with its job's status, progress, result and error (the job owns them).
+SELECT g.id, g.project_id, g.job_id, g.source_type, g.request, g.credit_charged,
+       g.created_at, j.status, j.progress, j.error, j.refunded
+FROM avatar_generations g JOIN jobs j ON j.id = g.job_id
+WHERE g.id = $1 AND g.user_id = $2
+
+-- name: generation_by_job
+SELECT g.id, g.project_id, g.job_id, g.source_type, g.request, g.credit_charged,
+       g.created_at, j.status, j.progress, j.error, j.refunded
+FROM avatar_generations g JOIN jobs j ON j.id = g.job_id
+WHERE g.job_id = $1 AND g.user_id = $2
+
+-- Stats ------------------------------------------------------------------------------------
+
+-- name: avatar_counts
+SELECT source_type, count(*) AS avatars FROM avatars WHERE user_id = $1 GROUP BY source_type
+
+-- name: project_count
+SELECT count(*) FROM avatar_projects WHERE user_id = $1
+
+-- name: generation_credits
+-- What the user's generations kept: charged minus refunded.
+SELECT coalesce(sum(cost - refunded), 0) FROM jobs WHERE user_id = $1 AND app = $2
+
+-- name: upload_credits
+SELECT coalesce(sum(-delta), 0) FROM credit_entries
+WHERE user_id = $1 AND kind = 'charge' AND ref_type = $2
+
+-- Upload Idempotency-Key (the generation routes' keys go through submit_job) -------------
+
+-- name: reserve_upload_key
+INSERT INTO idempotency_keys (user_id, key, request_hash, status, created_at, expires_at)
+VALUES ($1, $2, $3, 'processing', $4, $5)
+ON CONFLICT (user_id, key) DO UPDATE
+SET request_hash = excluded.request_hash, status = 'processing', job_id = NULL,
+    response = NULL, created_at = excluded.created_at, expires_at = excluded.expires_at
+WHERE idempotency_keys.expires_at <= $4
+   OR (idempotency_keys.status = 'processing' AND idempotency_keys.created_at <= $6)
+RETURNING user_id
+
+-- name: upload_key
+SELECT request_hash, status, response FROM idempotency_keys WHERE user_id = $1 AND key = $2
+
+-- name: finish_upload_key
+UPDATE idempotency_keys SET status = 'done', response = $4
+WHERE user_id = $1 AND key = $2 AND request_hash = $3 AND status = 'processing'
+
+-- name: drop_upload_key
+DELETE FROM idempotency_keys
+WHERE user_id = $1 AND key = $2 AND request_hash = $3 AND status = 'processing'

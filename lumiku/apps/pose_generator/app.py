@@ -1,0 +1,40 @@
+"""The Pose Generator's registry entry (SPEC §8.2): its routes, job kinds and costs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lumiku.apps.pose_generator import admin_routes, handlers, requests
+from lumiku.apps.pose_generator.service import APP_ID
+from lumiku.apps.registry import App, JobKind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from lumiku.deps import Deps
+
+
+def make_app(
+    renderers: Callable[[Deps], handlers.Renderers] = handlers.default_renderers,
+) -> App:
+    """The app; `renderers` picks the pose and background providers its jobs call (the
+    service's by default; tests wrap them to count or fail calls)."""
+    return App(
+        id=APP_ID,
+        name="Pose Generator",
+        kinds=(
+            JobKind(
+                "pose.generate",
+                handlers.bind(handlers.generate, renderers),
+                concurrency=5,
+                available=lambda deps: deps.providers.available("pose"),
+            ),
+            JobKind(
+                "pose.background",
+                handlers.bind(handlers.change_background, renderers),
+                concurrency=3,
+            ),
+        ),
+        costs={"pose": requests.COST_PER_POSE, "background": requests.COST_BACKGROUND_CHANGE},
+        blueprint=admin_routes.blueprint,
+    )

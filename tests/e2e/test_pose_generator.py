@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
@@ -630,3 +631,45 @@ async def test_library_and_health_are_public(service: Service) -> None:
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
     assert health.json()["queue"]["pose.generate"]["queued"] == 0
+
+
+async def test_an_open_pose_breaker_degrades_health_and_holds_jobs(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: every call is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        "LUMIKU_JOBS_POLL_S": "0.05",
+        "LUMIKU_CREDITS_WELCOME_BONUS": "1000",
+        "LUMIKU_PROVIDERS_POSE": "huggingface",
+        "LUMIKU_PROVIDERS_BREAKER_FAILURES": "1",
+        "LUMIKU_PROVIDERS_BREAKER_RESET_S": "600",
+        "LUMIKU_HUGGINGFACE_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    registry = Registry([make_app()])
+    with trio.fail_after(60):
+        async with running_service(make_settings(tmp_path, env), apps=registry) as service:
+            assert (await service.client.get(f"{API}/health")).status_code == 200
+            user = await register(service.client, "degraded@example.com")
+            project_id = await make_project(service, user)
+            response = await service.client.post(
+                f"{API}/generate",
+                json=gallery(project_id, batch_size=1),
+                headers=bearer(user["token"]),
+            )
+            assert response.status_code == 202, response.text
+            while True:
+                health = await service.client.get(f"{API}/health")
+                if health.status_code == 503:
+                    break
+                await trio.sleep(0.05)
+            body = health.json()
+            assert body["status"] == "degraded"
+            assert body["providers"]["providers"]["huggingface"]["state"] == "open"
+            path = f"{API}/generations/{response.json()['generation_id']}"
+            while True:  # the failed attempt goes back to the queue, and is held there
+                generation = await service.client.get(path, headers=bearer(user["token"]))
+                status = generation.json()["generation"]["status"]
+                assert status in ("queued", "running"), generation.text
+                if status == "queued":
+                    break
+                await trio.sleep(0.05)

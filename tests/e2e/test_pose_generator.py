@@ -673,3 +673,44 @@ async def test_an_open_pose_breaker_degrades_health_and_holds_jobs(tmp_path: Pat
                 if status == "queued":
                     break
                 await trio.sleep(0.05)
+
+
+async def test_an_uploaded_background(service: Service) -> None:
+    user = await register(service.client, "upload-bg@example.com")
+    token = user["token"]
+    project_id = await make_project(service, user)
+    uploaded = await service.client.post(
+        f"{API}/uploads/upload",
+        files={"image": ("beach.png", png(color=(10, 200, 30)), "image/png")},
+        headers=bearer(token),
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    file_id = uploaded.json()["file_id"]
+    body = gallery(
+        project_id,
+        selected_pose_ids=[POSES[0]],
+        batch_size=1,
+        background_mode="upload",
+        background_color=None,
+        background_file_id=file_id,
+        output_formats=["original"],
+    )
+    response = await service.client.post(f"{API}/generate", json=body, headers=bearer(token))
+    assert response.status_code == 202, response.text
+    done = await wait_generation(service, token, response.json()["generation_id"])
+    assert done["status"] == "succeeded"
+    results = await service.client.get(
+        f"{API}/generations/{done['id']}/results", headers=bearer(token)
+    )
+    original = await service.client.get(results.json()["poses"][0]["exports"]["original"])
+    pixel = Image.open(io.BytesIO(original.content)).convert("RGB").getpixel((2, 2))
+    assert pixel == (10, 200, 30)
+    other = await register(service.client, "upload-thief@example.com")
+    other_project = await make_project(service, other)
+    stolen = await service.client.post(
+        f"{API}/generate",
+        json={**body, "project_id": other_project},
+        headers=bearer(other["token"]),
+    )
+    assert stolen.status_code == 400
+    assert stolen.json()["errors"][0]["field"] == "background_file_id"

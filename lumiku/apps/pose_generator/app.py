@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from lumiku.apps.pose_generator import admin_routes, handlers, requests
 from lumiku.apps.pose_generator.service import APP_ID
 from lumiku.apps.registry import App, JobKind
+
+GENERATE_TIMEOUT_S: Final = 3600.0
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,6 +29,9 @@ def make_app(
                 "pose.generate",
                 handlers.bind(handlers.generate, renderers),
                 concurrency=5,
+                # a generation may be 500 poses of a few seconds each; an attempt cut short
+                # resumes where it stopped, but a job that runs out of attempts is refunded
+                timeout_s=GENERATE_TIMEOUT_S,
                 available=lambda deps: deps.providers.available("pose"),
             ),
             JobKind(

@@ -16,7 +16,7 @@ from lumiku.jobs.models import decode_cursor, encode_cursor, new_job_id
 from lumiku.storage.base import InvalidKey, check_key, prefix_of
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from lumiku.apps.pose_generator.requests import Generation, Project
     from lumiku.db.store import Store, Tx
@@ -194,7 +194,9 @@ async def upload_key(storage: Storage, user_id: uuid.UUID, file_id: uuid.UUID) -
 # Generations ------------------------------------------------------------------------------
 
 
-def generation_writer(generation_id: uuid.UUID, user_id: uuid.UUID, generation: Generation) -> Any:
+def generation_writer(
+    generation_id: uuid.UUID, user_id: uuid.UUID, generation: Generation
+) -> Callable[[Tx, Job], Awaitable[None]]:
     """The `extra` of `submit_job`: the generation row, in the job's transaction, after
     checking (under a row lock) that the project is still the user's."""
 
@@ -225,12 +227,12 @@ async def get_generation(store: Store, user_id: uuid.UUID, generation_id: uuid.U
 
 
 async def generation_poses(store: Store, generation_id: uuid.UUID) -> list[Any]:
-    """The generation's poses in variation order (the order of its request's keys)."""
-    rows = await store.fetch_all(Q.generation_poses, generation_id)
-    return rows
+    """The generation's poses (put them in variation order with `ordered`)."""
+    return await store.fetch_all(Q.generation_poses, generation_id)
 
 
 def ordered(rows: list[Any], keys: list[str]) -> list[Any]:
+    """`rows` in the order of the request's variation `keys`."""
     place = {key: index for index, key in enumerate(keys)}
     return sorted(rows, key=lambda r: (place.get(r["variation_key"], len(place)), r["id"]))
 

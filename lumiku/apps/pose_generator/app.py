@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from lumiku.apps.pose_generator import admin_routes, handlers, requests
+from lumiku.apps.pose_generator import handlers, requests, routes
 from lumiku.apps.pose_generator.service import APP_ID
 from lumiku.apps.registry import App, JobKind
 
@@ -41,5 +41,5 @@ def make_app(
             ),
         ),
         costs={"pose": requests.COST_PER_POSE, "background": requests.COST_BACKGROUND_CHANGE},
-        blueprint=admin_routes.blueprint,
+        blueprint=routes.blueprint,
     )

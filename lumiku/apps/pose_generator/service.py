@@ -13,7 +13,8 @@ from lumiku.apps.pose_generator import pose_requests
 from lumiku.db.queries import load_queries
 from lumiku.errors import Conflict, FieldError, NotFound, ValidationFailed
 from lumiku.jobs.models import decode_cursor, encode_cursor, new_job_id
-from lumiku.storage.base import InvalidKey, check_key, prefix_of
+from lumiku.storage.base import check_key, prefix_of
+from lumiku.storage.signing import signed_url
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -81,8 +82,6 @@ async def owned_avatar_key(store: Store | Tx, user_id: uuid.UUID, avatar_id: uui
 
 
 def project_dict(deps: Deps, row: Mapping[str, Any]) -> dict[str, Any]:
-    from lumiku.storage.signing import signed_url
-
     key = row["avatar_image_key"] or row["image_key"]
     return {
         "id": str(row["id"]),
@@ -182,10 +181,7 @@ async def upload_key(storage: Storage, user_id: uuid.UUID, file_id: uuid.UUID) -
     `POST /uploads/upload` gave it); ValidationFailed naming `background_file_id` when the
     user has no such upload."""
     for ext in _UPLOAD_EXTENSIONS:
-        try:
-            key = check_key(f"{APP_ID}/{user_id}/{UPLOADS_GROUP}/{file_id.hex}.{ext}")
-        except InvalidKey:  # pragma: no cover - the parts are all well-formed
-            continue
+        key = check_key(f"{APP_ID}/{user_id}/{UPLOADS_GROUP}/{file_id.hex}.{ext}")
         if await storage.exists(key):
             return key.value
     raise ValidationFailed([FieldError("background_file_id", "is not one of your uploads")])

@@ -123,7 +123,8 @@ async def run(
     """Run the service until SIGTERM/SIGINT (or `state.request`); return the exit code.
 
     `task_status` receives the bound addresses once the service is ready (tests, benches);
-    `apps` is the registry of apps to serve (tests register their own).
+    `apps` is the registry of apps to serve: the built-in apps unless given (tests register
+    their own).
     Cleans up everything it opened, even when forced: resources close in a shielded scope
     bounded by CLOSE_BUDGET_S. Logs `service.ready` once serving and `service.stopped` last.
     """
@@ -141,6 +142,10 @@ async def run(
             database=redact_url(settings.database.url),
         )
         try:
+            if apps is None:
+                from lumiku.apps.builtin import builtin_apps
+
+                apps = builtin_apps()
             code = await _run_service(settings, state, notifier, blueprints, apps, task_status)
         except Exception:  # a bug: into the JSON log with its trace, not onto stderr
             log.exception("service.crashed")

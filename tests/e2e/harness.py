@@ -102,6 +102,7 @@ async def running_service(
     state = ShutdownState()
     routes = list(blueprints) if blueprints is not None else [routes_for_tests()]
     async with trio.open_nursery() as nursery:
+        apps = apps if apps is not None else Registry()  # no apps unless the test brings them
         run = partial(supervisor.run, settings, blueprints=routes, state=state, apps=apps)
         addresses = await nursery.start(run)
         async with httpx.AsyncClient(base_url=addresses[0], timeout=10) as client:

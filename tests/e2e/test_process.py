@@ -187,3 +187,37 @@ async def test_socket_activation_serves_on_the_passed_socket(tmp_path: Path) -> 
             service.signal(signal.SIGTERM)
             assert await service.process.wait() == 0
     listener.close()
+
+
+async def test_lumiku_serve_runs_the_builtin_apps_end_to_end(tmp_path: Path) -> None:
+    """The real command, `python -m lumiku serve`, on the embedded default: both apps are
+    listed, and an avatar generated through the HTTP API ends with a downloadable image."""
+    env = base_env(tmp_path)
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            service = await start(nursery, env, args=("-m", "lumiku", "serve"))
+            port = port_of(await service.wait_for("service.ready"))
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                user = await register(client, "builtin@example.com")
+                auth = {"authorization": f"Bearer {user['token']}"}
+                apps = (await client.get("/api/apps", headers=auth)).json()["apps"]
+                base = "/api/apps/avatar-creator"
+                project = await client.post(f"{base}/projects", json={"name": "P"}, headers=auth)
+                generated = await client.post(
+                    f"{base}/projects/{project.json()['project']['id']}/avatars/generate",
+                    json={"name": "Ana", "prompt": "a friendly portrait", "width": 512},
+                    headers=auth,
+                )
+                generation_url = f"{base}/generations/{generated.json()['generation']['id']}"
+                while (view := (await client.get(generation_url, headers=auth)).json())[
+                    "generation"
+                ]["status"] not in ("succeeded", "failed"):
+                    await trio.sleep(0.1)
+                image = await client.get(view["generation"]["avatar"]["image_url"])
+            service.signal(signal.SIGTERM)
+            assert await service.process.wait() == 0
+    assert [app["id"] for app in apps] == ["avatar-creator", "pose-generator"]
+    assert generated.status_code == 202
+    assert view["generation"]["status"] == "succeeded"
+    assert image.status_code == 200
+    assert image.headers["content-type"] == "image/png"

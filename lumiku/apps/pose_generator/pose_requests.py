@@ -109,7 +109,8 @@ class PoseRequestTransitionRefused(Conflict):
         expected = REQUEST_ACTIONS[action][0]
         super().__init__(
             f"Cannot {action} a request that is {status}; it must be {expected}.",
-            status=status,
+            # not `status`: a problem's `status` is the HTTP status
+            request_status=status,
             action=action,
         )
 

@@ -71,7 +71,7 @@ def test_every_other_transition_is_a_conflict(status: str, action: str) -> None:
     assert isinstance(exc.value, Conflict)
     assert exc.value.status == 409
     assert exc.value.code == "POSE_REQUEST_TRANSITION_REFUSED"
-    assert exc.value.extra == {"status": status, "action": action}
+    assert exc.value.extra == {"request_status": status, "action": action}
 
 
 def test_a_walk_through_the_whole_machine() -> None:

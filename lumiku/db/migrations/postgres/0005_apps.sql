@@ -108,6 +108,7 @@ CREATE TABLE generated_poses (
         CHECK (status IN ('succeeded', 'failed')),
     image_key text,
     skeleton_key text,
+    figure_key text, -- the figure without background: what a new background goes behind
     exports jsonb NOT NULL,
     error jsonb,
     cost bigint NOT NULL,

@@ -108,6 +108,7 @@ CREATE TABLE generated_poses (
         CHECK (status IN ('succeeded', 'failed')),
     image_key TEXT,
     skeleton_key TEXT,
+    figure_key TEXT, -- the figure without background: what a new background goes behind
     exports JSON NOT NULL,
     error JSON,
     cost INTEGER NOT NULL,

@@ -1,13 +1,16 @@
 """A real HTTP/1.1 server on a loopback port that plays an Inference API from a script.
 
-Each request is recorded (method, path, headers, body) and answered with the next scripted
-`Reply` (the last one repeats); `Reply(hang=True)` never answers. One request per
+Each request is recorded (method, path, headers, body, arrival time on trio's clock) and
+answered with the next scripted `Reply` (the last one repeats), or by `respond(recorded)`
+when set (replies that depend on the request, e.g. on the pose its prompt names);
+`Reply(hang=True)` never answers and `Reply(delay_s=…)` answers after a pause. One request per
 connection (`Connection: close`), which httpx handles like any server.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -21,6 +24,7 @@ class Reply:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     hang: bool = False
+    delay_s: float = 0.0
 
     @classmethod
     def json(cls, status: int, payload: Any, *headers: tuple[str, str]) -> Reply:
@@ -38,12 +42,28 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = 0.0  # trio.current_time() when the request had fully arrived
 
     def json(self) -> Any:
         return json.loads(self.body)
 
+    @property
+    def inputs(self) -> str:
+        """The prompt (`inputs`) of a JSON request body; "" when there is none."""
+        try:
+            body = self.json()
+        except ValueError:
+            return ""
+        return str(body.get("inputs", "")) if isinstance(body, dict) else ""
 
-_REASONS = {200: "OK", 400: "Bad Request", 429: "Too Many Requests", 503: "Service Unavailable"}
+
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 @attrs.define
@@ -52,6 +72,8 @@ class FakeInference:
     requests: list[Recorded] = attrs.field(factory=list)
     arrived: trio.Event = attrs.field(factory=trio.Event)
     port: int = 0
+    respond: Callable[[Recorded], Reply] | None = None
+    answered: list[Recorded] = attrs.field(factory=list)  # requests whose reply was sent
 
     async def start(self, nursery: trio.Nursery) -> str:
         """Serve in `nursery` on a free loopback port; return the base URL."""
@@ -83,11 +105,17 @@ class FakeInference:
                 if not chunk:
                     return
                 body += chunk
-            self.requests.append(Recorded(method, path, headers, body))
+            recorded = Recorded(method, path, headers, body, trio.current_time())
+            self.requests.append(recorded)
             self.arrived.set()
-            reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
+            if self.respond is not None:
+                reply = self.respond(recorded)
+            else:
+                reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
             if reply.hang:
                 await trio.sleep_forever()
+            if reply.delay_s:
+                await trio.sleep(reply.delay_s)
             status_line = f"HTTP/1.1 {reply.status} {_REASONS.get(reply.status, 'Status')}\r\n"
             extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers)
             response = (
@@ -95,3 +123,4 @@ class FakeInference:
                 "Connection: close\r\n\r\n"
             ).encode("latin-1") + reply.body
             await stream.send_all(response)
+            self.answered.append(recorded)

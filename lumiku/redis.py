@@ -134,53 +134,65 @@ async def counter_clear(client: Client, key: str, timeout_s: float = COUNTER_TIM
 
 EVENTS_TIMEOUT_S: Final = 1.0
 
-# Append to the job's capped stream (entry id `<seq>-0`, so a replay is one XRANGE from
-# `<after_seq + 1>-0`), refresh its TTL, and PUBLISH: one round trip, atomic. An entry id
-# not above the stream's last one (a duplicate or stale seq) is not stored but still
-# published; the reply says whether it was stored.
-_PUBLISH_EVENT: Final = Script[bytes](
+# Append each event to its job's capped stream (entry id `<seq>-0`, so a replay is one
+# XRANGE from `<after_seq + 1>-0`), refresh the stream's TTL, and PUBLISH it: one round
+# trip for a whole batch, atomic. KEYS are the streams (one per event, repeats allowed);
+# ARGV: max_len, ttl_s, channel, then (entry id, entry, message) per key. An entry id not
+# above its stream's last one (a duplicate or stale seq) is not stored but still
+# published; the reply says, per event, whether it was stored (1) or not (0).
+_PUBLISH_EVENTS: Final = Script[bytes](
     script="""
-local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[2], 'e', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('PUBLISH', ARGV[5], ARGV[6])
-if type(added) == 'table' and added.err then
-  return 0
+local stored = {}
+for i, key in ipairs(KEYS) do
+  local at = 3 + (i - 1) * 3
+  local added = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[1], ARGV[at + 1], 'e', ARGV[at + 2])
+  redis.call('EXPIRE', key, ARGV[2])
+  redis.call('PUBLISH', ARGV[3], ARGV[at + 3])
+  if type(added) == 'table' and added.err then
+    stored[i] = 0
+  else
+    stored[i] = 1
+  end
 end
-return 1
+return stored
 """
 )
 
 
-async def publish_event(
+async def publish_events(
     client: Client,
-    stream_key: str,
-    seq: int,
-    entry: str,
+    items: Sequence[tuple[str, int, str, str]],
     channel: str,
-    message: str,
     *,
     max_len: int,
     ttl_s: int,
     timeout_s: float = EVENTS_TIMEOUT_S,
-) -> bool:
-    """Store `entry` as `seq` in the stream `stream_key` and PUBLISH `message` on `channel`.
+) -> list[bool]:
+    """For each `(stream_key, seq, entry, message)`: store `entry` as `seq` in the stream
+    and PUBLISH `message` on `channel`, in ONE round trip for all of them.
 
-    The stream keeps about `max_len` entries and lives `ttl_s` after its last event. Returns
-    False when `seq` was not above the stream's last entry (not stored, still published).
-    Raises `RedisUnavailable` when Redis fails or does not answer within `timeout_s`.
+    Streams keep about `max_len` entries and live `ttl_s` after their last event. Answers,
+    per item, whether it was stored (False: `seq` was not above the stream's last entry;
+    still published). Raises `RedisUnavailable` when Redis fails or does not answer
+    within `timeout_s`.
     """
-    if seq < 1:
-        raise ValueError("stream entries start at seq 1")
+    if not items:
+        return []
+    args: list[str | int] = [max_len, ttl_s, channel]
+    for _key, seq, entry, message in items:
+        if seq < 1:
+            raise ValueError("stream entries start at seq 1")
+        args += [f"{seq}-0", entry, message]
     with map_redis_errors(), trio.fail_after(timeout_s):
-        reply: object = await _PUBLISH_EVENT(
-            keys=[stream_key],
-            args=[max_len, f"{seq}-0", entry, ttl_s, channel, message],
-            client=client,
+        reply: object = await _PUBLISH_EVENTS(
+            keys=[key for key, *_rest in items], args=args, client=client
         )
-    return reply == 1
+    if not isinstance(reply, list) or len(reply) != len(items):
+        raise RedisUnavailable(f"redis: unexpected publish reply {reply!r}")
+    return [int(flag) == 1 for flag in reply]
 
 
-# `publish_event` for events whose publisher may have died before publishing them: each is
+# `publish_events` for events whose publisher may have died before publishing them: each is
 # appended and PUBLISHed only when its seq is above its stream's last entry (missing), so a
 # restore never delivers an event twice. KEYS are the streams; ARGV: max_len, ttl_s,
 # channel, then (entry id, entry, message) per key. Replies the (1-based) indexes of those
@@ -232,7 +244,7 @@ async def restore_events(
 async def last_stream_seq(
     client: Client, stream_key: str, timeout_s: float = EVENTS_TIMEOUT_S
 ) -> int:
-    """The seq of the last entry `publish_event` stored in `stream_key`, 0 when none."""
+    """The seq of the last entry `publish_events` stored in `stream_key`, 0 when none."""
     with map_redis_errors(), trio.fail_after(timeout_s):
         entries = await client.xrevrange(stream_key, "+", "-", count=1)
     if not entries:
@@ -245,7 +257,7 @@ async def last_stream_seq(
 async def read_stream_after(
     client: Client, stream_key: str, after_seq: int, timeout_s: float = EVENTS_TIMEOUT_S
 ) -> list[bytes]:
-    """The entries `publish_event` stored in `stream_key` with seq > `after_seq`, in order."""
+    """The entries `publish_events` stored in `stream_key` with seq > `after_seq`, in order."""
     with map_redis_errors(), trio.fail_after(timeout_s):
         entries = await client.xrange(stream_key, f"{max(after_seq, 0) + 1}-0", "+")
     found = (entry.field_values.get(b"e") for entry in entries)

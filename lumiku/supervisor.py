@@ -74,6 +74,8 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+GC_THRESHOLDS: Final = (50_000, 20, 10)
+
 CLOSE_BUDGET_S: Final = 5.0
 EXIT_OK: Final = exit_codes.OK
 EXIT_FAILED: Final = exit_codes.FAILED
@@ -339,6 +341,10 @@ async def _serve(
             # 1000 clients from ~150-500 ms to ~35 ms).
             gc.collect()
             gc.freeze()
+            # Young collections every 50 000 allocations instead of 700, so full ones, whose
+            # pause grows with the heap (1000 websockets: ~350 000 objects, ~300 ms), run
+            # about a hundred times less often (bench/event_latency: p99 ~130 ms → ~33 ms).
+            gc.set_threshold(*GC_THRESHOLDS)
         # Step 4 of the shutdown: the workers drain alongside HTTP (grace, then release).
         with trio.move_on_after(grace_s + CLOSE_BUDGET_S):
             await workers.drained.wait()

@@ -36,6 +36,7 @@ from lumiku.events.local import (
     in_seq_order,
 )
 from lumiku.events.model import SNAPSHOT, Event
+from lumiku.events.outbox import Interrupted, Outbox
 from lumiku.observability.logging import get_logger
 
 if TYPE_CHECKING:
@@ -226,6 +227,7 @@ class RedisBus:
         self._redis_skipped = 0
         self._fanout_connected = False
         self._breaker = Breaker(backoff_min_s, backoff_max_s)
+        self._outbox: Outbox[tuple[str, int, str, str], bool] = Outbox(self._write)
 
     def _redis_allowed(self) -> bool:
         if self._breaker.allows():
@@ -238,8 +240,9 @@ class RedisBus:
         self._breaker.failed()
 
     async def publish(self, event: Event) -> None:
-        """Deliver locally, keep in this instance's ring, then XADD + PUBLISH in one round
-        trip. Logs `events.publish_failed` (and counts it) when Redis is unavailable."""
+        """Deliver locally, keep in this instance's ring, then XADD + PUBLISH together with
+        every event published meanwhile (`outbox`: one round trip per batch). Logs
+        `events.publish_failed` (and counts it) when Redis is unavailable."""
         _check_publishable(event)
         self._published += 1
         self.rings.add(event)
@@ -249,25 +252,31 @@ class RedisBus:
             return
         record = event.to_record()
         message = json.dumps({"instance": self.instance_id, "event": record})
+        item = (STREAM_PREFIX + event.job_id, event.seq, json.dumps(record), message)
         try:
-            stored = await redis.publish_event(
+            stored = await self._outbox.send(item)
+        except (RedisUnavailable, Interrupted) as exc:
+            log.warning("events.publish_failed", job_id=event.job_id, seq=event.seq, error=str(exc))
+            return
+        if not stored:
+            log.warning("events.seq_not_stored", job_id=event.job_id, seq=event.seq)
+
+    async def _write(self, items: list[tuple[str, int, str, str]]) -> list[bool]:
+        """One batch of the outbox: a failure counts once, for the batch."""
+        try:
+            stored = await redis.publish_events(
                 self._client,
-                STREAM_PREFIX + event.job_id,
-                event.seq,
-                json.dumps(record),
+                items,
                 self.channel,
-                message,
                 max_len=self._ring_events,
                 ttl_s=self._ttl_s,
                 timeout_s=self._timeout_s,
             )
-        except RedisUnavailable as exc:
+        except RedisUnavailable:
             self._redis_failed()
-            log.warning("events.publish_failed", job_id=event.job_id, seq=event.seq, error=str(exc))
-            return
+            raise
         self._breaker.succeeded()
-        if not stored:
-            log.warning("events.seq_not_stored", job_id=event.job_id, seq=event.seq)
+        return stored
 
     def subscribe_user(self, user_id: str, *, job_id: str | None = None) -> Subscription:
         return self.subscribers.subscribe(user_id, job_id=job_id)

@@ -22,7 +22,7 @@ from lumiku import convert
 from lumiku.errors import FieldError, ValidationFailed
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
 T = TypeVar("T")
 
@@ -209,3 +209,18 @@ def forbidden(problems: Problems, field: str, value: object, why: str) -> None:
     """A field that would be ignored is refused, so a client never believes it was used."""
     if value is not None:
         problems.add(field, why)
+
+
+def project_changes(
+    problems: Problems, data: Mapping[str, Any], name: str | None, description: str | None
+) -> dict[str, Any]:
+    """The name and description changes of a project's `PUT` (both apps): only the fields
+    sent; the name cannot be cleared, the description can (null or blank)."""
+    changes: dict[str, Any] = {}
+    if "name" in data:
+        changes["name"] = text(problems, "name", name, max_chars=NAME_MAX, required=True)
+    if "description" in data:
+        changes["description"] = text(
+            problems, "description", description, max_chars=DESCRIPTION_MAX
+        )
+    return changes

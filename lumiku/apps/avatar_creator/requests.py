@@ -79,15 +79,7 @@ def validate_project_update(data: Any) -> dict[str, Any]:
     the description can (null or blank)."""
     body = structure(data, ProjectBody)
     problems = Problems()
-    changes: dict[str, Any] = {}
-    if "name" in data:
-        changes["name"] = fields.text(
-            problems, "name", body.name, max_chars=fields.NAME_MAX, required=True
-        )
-    if "description" in data:
-        changes["description"] = fields.text(
-            problems, "description", body.description, max_chars=fields.DESCRIPTION_MAX
-        )
+    changes = fields.project_changes(problems, data, body.name, body.description)
     problems.raise_if_any()
     return changes
 

@@ -426,15 +426,7 @@ def validate_project_update(data: Any) -> dict[str, Any]:
     `description` null or blank clears it; `name` and `avatar_id` cannot be cleared."""
     body = structure(data, ProjectBody)
     problems = Problems()
-    changes: dict[str, Any] = {}
-    if "name" in data:
-        changes["name"] = fields.text(
-            problems, "name", body.name, max_chars=fields.NAME_MAX, required=True
-        )
-    if "description" in data:
-        changes["description"] = fields.text(
-            problems, "description", body.description, max_chars=fields.DESCRIPTION_MAX
-        )
+    changes = fields.project_changes(problems, data, body.name, body.description)
     if "avatar_id" in data:
         changes["avatar_id"] = fields.identifier(
             problems, "avatar_id", body.avatar_id, required=True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from typing import TYPE_CHECKING, Final, NoReturn
 
 import attrs
@@ -83,9 +84,19 @@ class Beacon:
 
 def watchdog_interval_s(env: SystemdEnv) -> float | None:
     """Half the watchdog interval, or None when systemd expects no pings from us."""
-    if env.watchdog_usec <= 0 or (env.watchdog_pid and env.watchdog_pid != os.getpid()):
+    if env.watchdog_usec <= 0 or (env.watchdog_pid and env.watchdog_pid not in started_pids()):
         return None
     return env.watchdog_usec / 2_000_000
+
+
+def started_pids() -> frozenset[int]:
+    """The pids systemd may have started for this process: ours, and under the one-file
+    executable also our parent, PyInstaller's bootloader, which runs Python in a child.
+    (The bootloader rewrites LISTEN_PID for its child but not WATCHDOG_PID; the child's
+    READY=1 carries MAINPID= so systemd then watches the child.)"""
+    if getattr(sys, "frozen", False):
+        return frozenset({os.getpid(), os.getppid()})
+    return frozenset({os.getpid()})
 
 
 STATUS_INTERVAL_S: Final = 10.0

@@ -76,12 +76,24 @@ class ServiceProcess:
         self.process.send_signal(signum)
 
 
-# What systemd does for socket activation: the passed socket becomes fd 3 and LISTEN_PID
-# names the process that was exec'd (known only after the fork, so a wrapper sets it).
-_ACTIVATE = (
-    "import os, sys; os.dup2(int(sys.argv[1]), 3); os.environ['LISTEN_PID'] = str(os.getpid()); "
-    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
-)
+# What systemd does when it starts a service: the process it exec's is the one named in
+# LISTEN_PID and WATCHDOG_PID (known only after the fork, so a wrapper sets them), and for
+# socket activation the passed socket becomes fd 3. Usage:
+#   python -c _AS_SYSTEMD <fd or -> <VAR,VAR...> command...
+_AS_SYSTEMD = """
+import os, sys
+fd, names, *command = sys.argv[1:]
+if fd != "-":
+    os.dup2(int(fd), 3)
+for name in filter(None, names.split(",")):
+    os.environ[name] = str(os.getpid())
+os.execv(command[0], command)
+"""
+
+
+def python_command(*args: str) -> tuple[str, ...]:
+    """This interpreter running `args` (e.g. "-m", "lumiku", "serve")."""
+    return (sys.executable, *args)
 
 
 async def start(
@@ -89,15 +101,25 @@ async def start(
     env: Mapping[str, str],
     args: Sequence[str] = ("-m", "tests.e2e.launcher"),
     activate_fd: int | None = None,
+    command: Sequence[str] | None = None,
+    pid_vars: Sequence[str] = (),
 ) -> ServiceProcess:
-    """Start the service process; with `activate_fd`, hand that socket over as systemd does."""
-    command: list[str] = [sys.executable, *args]
+    """Start the service process (`command`, else this Python with `args`).
+
+    With `activate_fd`, that socket is handed over as systemd does (fd 3, LISTEN_PID); each
+    variable in `pid_vars` (e.g. WATCHDOG_PID) is set to the started process's pid.
+    """
+    argv = list(command) if command is not None else list(python_command(*args))
     pass_fds: tuple[int, ...] = ()
+    names = list(pid_vars)
     if activate_fd is not None:
-        command = [sys.executable, "-c", _ACTIVATE, str(activate_fd), *args]
+        names.append("LISTEN_PID")
         pass_fds = (activate_fd,)
+    if names:
+        fd = str(activate_fd) if activate_fd is not None else "-"
+        argv = [sys.executable, "-c", _AS_SYSTEMD, fd, ",".join(names), *argv]
     process = await trio.lowlevel.open_process(
-        command, env=dict(env), cwd=ROOT, stdout=subprocess.PIPE, pass_fds=pass_fds
+        argv, env=dict(env), cwd=ROOT, stdout=subprocess.PIPE, pass_fds=pass_fds
     )
     service = ServiceProcess(process)
     nursery.start_soon(service.follow)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import struct
+import sys
 import time
 from pathlib import Path
 
@@ -131,54 +133,87 @@ async def test_signal_during_startup_exits_cleanly(tmp_path: Path) -> None:
 
 
 def notify_socket(tmp_path: Path) -> socket.socket:
+    """What systemd listens on: a datagram socket that also learns each sender's pid."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(tmp_path / "notify.sock"))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     return sock
 
 
-async def test_systemd_ready_after_port_accepts_and_stopping_at_shutdown(tmp_path: Path) -> None:
+async def receive(sock: trio.socket.SocketType) -> tuple[str, int]:
+    """One sd_notify datagram and the pid of the process that sent it."""
+    data, ancillary, _, _ = await sock.recvmsg(4096, socket.CMSG_SPACE(struct.calcsize("3i")))
+    pids = [
+        struct.unpack("3i", cdata[: struct.calcsize("3i")])[0]
+        for level, kind, cdata in ancillary
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
+    ]
+    return data.decode(), pids[0]
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+async def test_systemd_ready_after_port_accepts_and_stopping_at_shutdown(
+    tmp_path: Path, serve_command: tuple[str, ...]
+) -> None:
+    """READY=1, WATCHDOG=1 pings and STOPPING=1 reach systemd from `python -m lumiku` and
+    from the executable, whose Python runs in a child of the process systemd started: that
+    child names itself in MAINPID= (so the units say NotifyAccess=all) and pings although
+    WATCHDOG_PID names its parent."""
     sock = notify_socket(tmp_path)
     env = base_env(
         tmp_path, {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "400000"}
     )
     trio_sock = trio.socket.from_stdlib_socket(sock)
-    messages: list[str] = []
+    messages: list[tuple[str, int]] = []
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            service = await start(nursery, env)
-            while True:
-                message = (await trio_sock.recv(4096)).decode()
-                messages.append(message)
-                if message.startswith("READY=1"):
-                    break
+            service = await start(nursery, env, command=serve_command, pid_vars=["WATCHDOG_PID"])
+            while not messages or not messages[-1][0].startswith("READY=1"):
+                messages.append(await receive(trio_sock))
+            ready, sender = messages[-1]
+            fields = dict(line.split("=", 1) for line in ready.splitlines())
+            assert int(fields["MAINPID"]) == sender
+            if serve_command[0] == sys.executable:
+                assert sender == service.process.pid
+            else:  # PyInstaller's bootloader runs Python in a child process
+                assert sender != service.process.pid
+                assert parent_of(sender) == service.process.pid
             # READY=1 carries the address in STATUS=, and the port already accepts
-            status = next(line for line in message.splitlines() if line.startswith("STATUS="))
-            port = int(status.rsplit(":", 1)[1])
+            port = int(fields["STATUS"].rsplit(":", 1)[1])
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             # the watchdog pings (every 0.2 s) while the loop runs
-            while sum(m == "WATCHDOG=1" for m in messages) < 3:
-                messages.append((await trio_sock.recv(4096)).decode())
+            while sum(m == "WATCHDOG=1" for m, _ in messages) < 3:
+                messages.append(await receive(trio_sock))
             service.signal(signal.SIGTERM)
-            while not any(m.startswith("STOPPING=1") for m in messages):
-                messages.append((await trio_sock.recv(4096)).decode())
-            while not any(m.startswith("EXTEND_TIMEOUT_USEC=") for m in messages):
-                messages.append((await trio_sock.recv(4096)).decode())
+            while not any(m.startswith("STOPPING=1") for m, _ in messages):
+                messages.append(await receive(trio_sock))
+            while not any(m.startswith("EXTEND_TIMEOUT_USEC=") for m, _ in messages):
+                messages.append(await receive(trio_sock))
             assert await service.process.wait() == 0
     sock.close()
+    # every message after READY=1 came from the process it named as MAINPID
+    assert {pid for _, pid in messages} == {sender}
 
 
-async def test_socket_activation_serves_on_the_passed_socket(tmp_path: Path) -> None:
+async def test_socket_activation_serves_on_the_passed_socket(
+    tmp_path: Path, serve_command: tuple[str, ...]
+) -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     port = listener.getsockname()[1]
     fd = listener.fileno()
-    # systemd hands the socket over as fd 3 and names the process in LISTEN_PID.
+    # systemd hands the socket over as fd 3 and names the process it started in LISTEN_PID
+    # (the executable's bootloader passes it on to its Python child).
     env = base_env(tmp_path, {"LISTEN_FDS": "1", "LUMIKU_HTTP_BIND": "127.0.0.1:1"})
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
-            service = await start(nursery, env, activate_fd=fd)
+            service = await start(nursery, env, command=serve_command, activate_fd=fd)
             ready = await service.wait_for("service.ready")
             assert ready["socket_activated"] is True
             async with httpx.AsyncClient() as client:

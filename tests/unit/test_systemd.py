@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,6 +63,19 @@ def test_watchdog_interval_is_half_of_watchdog_usec() -> None:
     assert watchdog_interval_s(SystemdEnv(watchdog_usec=30_000_000)) == 15.0
     assert watchdog_interval_s(SystemdEnv()) is None
     assert watchdog_interval_s(SystemdEnv(watchdog_usec=10, watchdog_pid=os.getpid() + 1)) is None
+
+
+def test_watchdog_pid_of_the_bootloader_counts_only_in_the_one_file_executable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # systemd names the process it started; in the PyInstaller executable that is our parent.
+    parent = SystemdEnv(watchdog_usec=30_000_000, watchdog_pid=os.getppid())
+    assert watchdog_interval_s(parent) is None
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert watchdog_interval_s(parent) == 15.0
+    assert watchdog_interval_s(SystemdEnv(watchdog_usec=10, watchdog_pid=os.getpid())) is not None
+    other = max(os.getpid(), os.getppid()) + 1
+    assert watchdog_interval_s(SystemdEnv(watchdog_usec=10, watchdog_pid=other)) is None
 
 
 def test_listen_fds_only_for_this_process() -> None:

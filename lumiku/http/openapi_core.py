@@ -35,6 +35,17 @@ _PASSWORD: Final[Schema] = {
 }
 _HEALTH: Final = obj({"status": STRING})
 _JOB: Final = obj({"job": ref("Job")})
+_SSE_EVENT: Final[Schema] = {
+    "description": "one event of the stream: `event` is its type, `data` the JSON event "
+    '`{"type","job_id","seq","ts","data"}`, `id` its seq (absent on the snapshot)',
+    "type": "object",
+    "properties": {
+        "event": STRING,
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    "required": ["event", "data"],
+}
 
 OPERATIONS: Final[dict[str, Op]] = {
     # Health (SPEC §13.2) ------------------------------------------------------------------
@@ -175,7 +186,7 @@ OPERATIONS: Final[dict[str, Op]] = {
         query={"last_event_id": {"type": "integer", "minimum": 0}},
         description="Starts with a `generation:snapshot`, replays the events after "
         "Last-Event-ID (header or `last_event_id`), then live ones with `id:` = seq.",
-        responses={200: Resp("An event stream", {"type": "string"}, "text/event-stream")},
+        responses={200: Resp("An event stream", _SSE_EVENT, "text/event-stream")},
     ),
     "GET /api/admin/jobs": Op(
         "Every user's jobs (e.g. the dead letters: status=failed)",

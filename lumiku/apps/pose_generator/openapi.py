@@ -97,6 +97,7 @@ REQUEST: Final = obj(
         "updated_at": TIME,
     }
 )
+_PROJECT_ID: Final = {"project_id": UUID}  # the route's converter: other ids are 404
 _REQUEST_PAGE: Final = obj({"requests": array(REQUEST), "next_cursor": CURSOR})
 _QUEUED: Final = {"job_id": UUID, "status": STRING, "credit_charged": INTEGER}
 
@@ -187,17 +188,19 @@ OPERATIONS: Final[dict[str, Op]] = {
         responses={201: ok(obj({"project": PROJECT}), "Created")},
     ),
     f"GET {PREFIX}/projects/{{project_id}}": Op(
-        "One project", TAG, responses={200: ok(obj({"project": PROJECT}))}
+        "One project", TAG, path=_PROJECT_ID, responses={200: ok(obj({"project": PROJECT}))}
     ),
     f"PUT {PREFIX}/projects/{{project_id}}": Op(
         "Change a project (only the fields sent)",
         TAG,
+        path=_PROJECT_ID,
         body=json_body(rules.ProjectBody, rules=_PROJECT_RULES),
         responses={200: ok(obj({"project": PROJECT}))},
     ),
     f"DELETE {PREFIX}/projects/{{project_id}}": Op(
         "Delete a project (refused while a generation is queued or running)",
         TAG,
+        path=_PROJECT_ID,
         responses={204: Resp("Deleted"), 409: problem("A generation is still running")},
     ),
     f"POST {PREFIX}/uploads/upload": Op(

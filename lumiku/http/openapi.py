@@ -163,7 +163,8 @@ def _operation(path: str, op: Op) -> dict[str, Any]:
         raise ValueError(f"{path}: no path parameter(s) {', '.join(unknown)}")
     parameters = [_path_param(name, op.path.get(name, STRING)) for name in path_names]
     parameters += [
-        {"name": name, "in": "query", "required": False, "schema": schema}
+        # every route reads an empty query value as an absent one
+        {"name": name, "in": "query", "required": False, "allowEmptyValue": True, "schema": schema}
         for name, schema in op.query.items()
     ]
     if op.idempotent:

@@ -195,9 +195,13 @@ def _operation(path: str, op: Op) -> dict[str, Any]:
     if op.body is not None:
         operation["requestBody"] = {
             "required": op.body.required,
-            "content": {media: {"schema": op.body.schema} for media in op.body.media},
+            "content": {media: _media(op.body.schema, op.body.example) for media in op.body.media},
         }
     return operation
+
+
+def _media(schema: Schema, example: Any) -> dict[str, Any]:
+    return {"schema": schema} if example is None else {"schema": schema, "example": example}
 
 
 def _response(resp: Resp) -> dict[str, Any]:

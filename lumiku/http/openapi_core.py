@@ -95,7 +95,9 @@ OPERATIONS: Final[dict[str, Op]] = {
         auth=None,
         rate_limit="register",
         body=json_body(
-            RegisterBody, rules={"password": _PASSWORD, "email": {"description": "an email"}}
+            RegisterBody,
+            rules={"password": _PASSWORD, "email": {"description": "an email"}},
+            example={"email": "ana@example.com", "password": "Correct-Horse-9", "name": "Ana"},
         ),
         responses={
             201: ok(obj({"user": ref("User"), "token": STRING, "balance": INTEGER}), "Registered"),
@@ -107,7 +109,9 @@ OPERATIONS: Final[dict[str, Op]] = {
         ("auth",),
         auth=None,
         rate_limit="login",
-        body=json_body(LoginBody),
+        body=json_body(
+            LoginBody, example={"email": "ana@example.com", "password": "Correct-Horse-9"}
+        ),
         responses={
             200: ok(ref("Session")),
             401: problem("INVALID_CREDENTIALS"),
@@ -123,7 +127,9 @@ OPERATIONS: Final[dict[str, Op]] = {
         "Change name, email or password (email and password need current_password)",
         ("auth",),
         rate_limit="profile_update",
-        body=json_body(ProfileChanges, rules={"new_password": _PASSWORD}),
+        body=json_body(
+            ProfileChanges, rules={"new_password": _PASSWORD}, example={"name": "Ana Putri"}
+        ),
         responses={
             200: ok(ref("Session"), "Changed; a password change returns the only valid token"),
             409: problem("EMAIL_TAKEN"),
@@ -150,6 +156,7 @@ OPERATIONS: Final[dict[str, Op]] = {
                 "reason": {"description": f"1–{REASON_MAX} characters"},
                 "user_id": {"description": "a UUID"},
             },
+            example={"email": "ana@example.com", "amount": 50, "reason": "support goodwill"},
         ),
         responses={
             201: ok(obj({"entry": ref("CreditEntry"), "balance": INTEGER}), "Granted"),

@@ -47,6 +47,7 @@ class Body:
     schema: Schema
     media: tuple[str, ...] = (JSON,)
     required: bool = True
+    example: dict[str, Any] | None = None  # a valid body, so clients and fuzzers get past 400
 
 
 @attrs.frozen
@@ -78,9 +79,11 @@ def json_body(
     required: tuple[str, ...] = (),
     rules: dict[str, Schema] | None = None,
     description: str = "",
+    example: dict[str, Any] | None = None,
 ) -> Body:
     """A JSON body structured into the attrs record `cls` (see `body_schema`)."""
-    return Body(body_schema(cls, required=required, rules=rules, description=description))
+    schema = body_schema(cls, required=required, rules=rules, description=description)
+    return Body(schema, example=example)
 
 
 def multipart(properties: dict[str, Schema], required: tuple[str, ...]) -> Body:

@@ -133,6 +133,13 @@ _GENERATE: Final = json_body(
             "items": {"type": "string", **_FORMATS},
         },
     },
+    example={
+        "project_id": "01a24250-b0c7-71ed-abf6-b905a5ae9936",
+        "generation_type": "gallery",
+        "selected_pose_ids": ["relaxed-stand", "hands-on-hips"],
+        "batch_size": 2,
+        "output_formats": ["original", "instagram_feed"],
+    },
     description="gallery: selected_pose_ids × batch_size ≤ 500 poses; text: text_prompt and "
     "variation_count. Background fields only with use_background_changer. Prompts are "
     "checked against a blocklist by word.",
@@ -263,7 +270,12 @@ OPERATIONS: Final[dict[str, Op]] = {
     f"POST {PREFIX}/poses/{{pose_id}}/regenerate-export": Op(
         "Write one export format of a made pose again (free)",
         TAG,
-        body=json_body(rules.ExportBody, required=("format",), rules={"format": _FORMATS}),
+        body=json_body(
+            rules.ExportBody,
+            required=("format",),
+            rules={"format": _FORMATS},
+            example={"format": "tiktok"},
+        ),
         responses={200: ok(obj({"pose": MADE_POSE}))},
     ),
     f"GET {PREFIX}/stats": Op(
@@ -283,6 +295,10 @@ OPERATIONS: Final[dict[str, Op]] = {
                 ),
                 "category_id": {"description": "a category of the library"},
                 "reference_image_url": {"description": "an http(s) URL"},
+            },
+            example={
+                "pose_name": "Holding an umbrella",
+                "description": "Standing with an open umbrella over one shoulder, looking up.",
             },
         ),
         responses={201: ok(obj({"request": REQUEST}), "Recorded")},

@@ -13,7 +13,7 @@ signed URL or the owner's token, None for public); `body` is a `json_body(...)` 
 Idempotency-Key header. The error responses those imply (401/403, 400/413/415, 404 for
 path ids, 429/503, 409/422 for idempotency keys, 500) are added by the builder
 (`lumiku/http/openapi.py`), so an entry lists only its own successes and the errors
-peculiar to it (`problem(402, ...)`).
+peculiar to it (`402: problem("INSUFFICIENT_CREDITS")`).
 """
 
 from __future__ import annotations

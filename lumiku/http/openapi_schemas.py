@@ -29,8 +29,10 @@ def type_schema(annotation: Any) -> Schema:
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in typing.get_args(annotation) if a is not type(None)]
-        inner = type_schema(options[0]) if len(options) == 1 else {"anyOf": []}
-        if "type" in inner and isinstance(inner["type"], str):
+        if len(options) != 1:
+            raise TypeError(f"no JSON Schema for {annotation!r}: one type or None, please")
+        inner = type_schema(options[0])
+        if isinstance(inner.get("type"), str):
             return {**inner, "type": [inner["type"], "null"]}
         return {"anyOf": [inner, {"type": "null"}]}
     if origin in (list, tuple):

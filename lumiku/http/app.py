@@ -10,7 +10,7 @@ from quart_trio import QuartTrio
 from lumiku.accounts import routes as accounts_routes
 from lumiku.apps import routes as apps_routes
 from lumiku.credits import routes as credits_routes
-from lumiku.http import files, health, sse, ws
+from lumiku.http import files, health, openapi, sse, ws
 from lumiku.http.context import DEPS_KEY
 from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
@@ -51,6 +51,7 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
     app.register_blueprint(jobs_routes.blueprint)
     app.register_blueprint(sse.blueprint)
     app.register_blueprint(files.blueprint)
+    app.register_blueprint(openapi.blueprint)
     for app_blueprint in deps.apps.blueprints():
         app.register_blueprint(app_blueprint)
     for blueprint in blueprints:

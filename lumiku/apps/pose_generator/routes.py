@@ -49,6 +49,8 @@ async def library_pose(pose_id: str) -> dict[str, Any]:
 
 
 # Projects ---------------------------------------------------------------------------------
+# `<uuid:project_id>`: so `/projects/upload` is not also a project id (OPTIONS there would
+# advertise GET, PUT and DELETE, which answer 404); any other id is 404 all the same.
 
 
 @blueprint.get("/projects")
@@ -93,29 +95,27 @@ async def create_project_from_upload() -> tuple[dict[str, Any], int]:
     return {"project": service.project_dict(deps, row)}, 201
 
 
-@blueprint.get("/projects/<project_id>")
+@blueprint.get("/projects/<uuid:project_id>")
 @authenticated
-async def get_project(project_id: str) -> dict[str, Any]:
+async def get_project(project_id: uuid.UUID) -> dict[str, Any]:
     deps = current_deps()
-    row = await service.get_project(deps.store, current_user().id, parse_id(project_id, "project"))
+    row = await service.get_project(deps.store, current_user().id, project_id)
     return {"project": service.project_dict(deps, row)}
 
 
-@blueprint.put("/projects/<project_id>")
+@blueprint.put("/projects/<uuid:project_id>")
 @authenticated
-async def update_project(project_id: str) -> dict[str, Any]:
+async def update_project(project_id: uuid.UUID) -> dict[str, Any]:
     deps = current_deps()
-    target = parse_id(project_id, "project")
-    body = await read_json()
-    changes = requests.validate_project_update(body)
-    row = await service.update_project(deps.store, current_user().id, target, changes)
+    changes = requests.validate_project_update(await read_json())
+    row = await service.update_project(deps.store, current_user().id, project_id, changes)
     return {"project": service.project_dict(deps, row)}
 
 
-@blueprint.delete("/projects/<project_id>")
+@blueprint.delete("/projects/<uuid:project_id>")
 @authenticated
-async def delete_project(project_id: str) -> tuple[str, int]:
-    await service.delete_project(current_deps(), current_user().id, parse_id(project_id, "project"))
+async def delete_project(project_id: uuid.UUID) -> tuple[str, int]:
+    await service.delete_project(current_deps(), current_user().id, project_id)
     return "", 204
 
 

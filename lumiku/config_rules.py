@@ -13,6 +13,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+from lumiku.payments.packages import PAYMENT_METHOD, parse_packages
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -61,6 +63,21 @@ def origin_problem(origin: str) -> str | None:
         return None
     if not _ORIGIN.match(origin):
         return f"{origin!r} is not an origin (scheme://host[:port] or https://*.domain)"
+    return None
+
+
+def _packages(value: Any) -> Iterator[str]:
+    if not value:
+        yield "needs at least one package"
+    try:
+        parse_packages(value)
+    except ValueError as exc:
+        yield str(exc)
+
+
+def _payment_method(value: Any) -> str | None:
+    if not PAYMENT_METHOD.fullmatch(str(value)):
+        return f"{value!r} is not a Duitku payment method code (1-4 letters or digits)"
     return None
 
 
@@ -207,6 +224,11 @@ _FIELD_RULES: Final[dict[str, Callable[[Any], Any]]] = {
     "duitku.callback_url": _url_schemes("http", "https"),
     "duitku.return_url": _url_schemes("http", "https"),
     "duitku.ip_allowlist": _each(network_problem),
+    "duitku.timeout_s": _positive,
+    "payments.packages": _packages,
+    "payments.expiry_s": _positive,
+    "payments.expiry_check_s": _positive,
+    "payments.default_method": _payment_method,
     "huggingface.base_url": _url_schemes("http", "https"),
     **{f"providers.{op}": _one_of("local", "huggingface") for op in PROVIDER_OPERATIONS},
     "providers.call_timeout_s": _positive,

@@ -48,6 +48,19 @@ ClientError
 │   └── IdempotencyKeyInUse 409  IDEMPOTENCY_KEY_IN_USE
 └── IdempotencyKeyReused    422  IDEMPOTENCY_KEY_REUSED
 
+Payments (lumiku/payments, SPEC §11), drawn apart too:
+ClientError
+├── BadRequest              400
+│   ├── CallbackRejected    400  CALLBACK_REJECTED (a callback's signature, merchant, amount
+│   │                            or order state is wrong; `reason` says which)
+├── Forbidden               403
+│   └── CallbackSourceForbidden 403 CALLBACK_SOURCE_FORBIDDEN (client IP not allowlisted)
+├── NotFound                404
+│   ├── PaymentsDisabled    404  PAYMENTS_DISABLED
+│   └── PaymentNotFound     404  PAYMENT_NOT_FOUND
+└── PaymentProviderError    502  PAYMENT_PROVIDER_ERROR (Duitku failed, timed out or its
+                                 breaker is open)
+
 Uploads and files (lumiku/storage, lumiku/http/files.py, SPEC §10), drawn apart too:
 ClientError
 ├── BadRequest              400
@@ -443,3 +456,34 @@ class StorageFull(StorageError, ServiceUnavailable):
     status = 507
     code = "INSUFFICIENT_STORAGE"
     title = "Not enough storage space; try again later"
+
+
+class CallbackRejected(BadRequest):
+    """A payment callback we refuse; `reason` (in `extra`) says why, for Duitku's logs."""
+
+    code = "CALLBACK_REJECTED"
+    title = "The payment callback was rejected"
+
+
+class CallbackSourceForbidden(Forbidden):
+    code = "CALLBACK_SOURCE_FORBIDDEN"
+    title = "Payment callbacks are not accepted from this address"
+
+
+class PaymentsDisabled(NotFound):
+    code = "PAYMENTS_DISABLED"
+    title = "Payments are not enabled on this service"
+
+
+class PaymentNotFound(NotFound):
+    code = "PAYMENT_NOT_FOUND"
+    title = "No such payment"
+
+
+class PaymentProviderError(ClientError):
+    """Duitku failed, timed out or is cut off by its breaker. Not the client's fault, but an
+    answer the client gets (502), like ServiceUnavailable."""
+
+    status = 502
+    code = "PAYMENT_PROVIDER_ERROR"
+    title = "The payment provider could not be reached; try again later"

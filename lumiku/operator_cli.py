@@ -22,6 +22,7 @@ from lumiku.credits.grants import grant_credits
 from lumiku.credits.reconcile import LEDGER_CHECKS, reconcile
 from lumiku.errors import ClientError, DatabaseError, SchemaMismatch, ValidationFailed
 from lumiku.jobs.reconcile_checks import JOB_CHECKS
+from lumiku.payments.checks import PAYMENT_CHECKS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -169,7 +170,7 @@ async def _grant(deps: Deps, args: argparse.Namespace) -> int:
 
 
 async def _reconcile(deps: Deps, as_json: bool) -> int:
-    report = await reconcile(deps.store, checks=(*LEDGER_CHECKS, *JOB_CHECKS))
+    report = await reconcile(deps.store, checks=(*LEDGER_CHECKS, *JOB_CHECKS, *PAYMENT_CHECKS))
     if as_json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
     else:

@@ -174,6 +174,15 @@ class MetricsSettings:
 @attrs.frozen
 class PaymentsSettings:
     enabled: bool = setting(False, "Offer credit purchases through Duitku.")
+    packages: tuple[str, ...] = setting(
+        ["starter:100:15000", "creator:500:65000", "studio:1200:140000"],
+        'Credit packages on sale, each "id:credits:price_idr".',
+    )
+    expiry_s: int = setting(3600, "A payment still pending this long after creation expires.")
+    expiry_check_s: float = setting(60.0, "How often pending payments are checked for expiry.")
+    default_method: str = setting(
+        "VC", "Duitku payment method when the client names none (VC = credit card)."
+    )
 
 
 @attrs.frozen
@@ -186,6 +195,7 @@ class DuitkuSettings:
     callback_url: str = setting("", "Public URL Duitku posts payment callbacks to.")
     return_url: str = setting("", "Where Duitku sends the buyer after paying.")
     ip_allowlist: tuple[str, ...] = setting([], "CIDRs allowed to send payment callbacks.")
+    timeout_s: float = setting(10.0, "Give up on a Duitku inquiry after this.")
 
 
 @attrs.frozen

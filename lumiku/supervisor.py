@@ -4,10 +4,12 @@
 run
  ├─ watch_signals                      first, so a signal during start-up is honoured
  ├─ AsyncExitStack (closed shielded, at most CLOSE_BUDGET_S):
- │    trio-asyncio loop (PostgreSQL only) → Store (+ migrations) → Redis → storage
+ │    trio-asyncio loop (PostgreSQL only) → Store (+ migrations) → Redis → storage →
+ │    image providers → Duitku client (payments enabled only)
  └─ services nursery
       ├─ systemd.serve_watchdog        WATCHDOG=1 while loops progress, EXTEND_TIMEOUT_USEC
       ├─ credits.serve_reconciler      the daily ledger audit, logged
+      ├─ payments.serve_payment_expiry pending payments past their deadline → expired
       ├─ events.serve_fanout           ONE Redis subscription → this instance's subscribers
       ├─ jobs.serve_workers            claim, run, retry, release on shutdown (a watchdog beacon)
       ├─ jobs.serve_reaper             expired leases back to the queue or failed (STALLED)
@@ -59,6 +61,9 @@ from lumiku.jobs.signals import serve_signals
 from lumiku.jobs.worker import JobControl, serve_workers
 from lumiku.observability.health import Health
 from lumiku.observability.logging import get_logger
+from lumiku.payments.checks import PAYMENT_CHECKS
+from lumiku.payments.duitku import open_duitku
+from lumiku.payments.expiry import serve_payment_expiry
 from lumiku.providers.registry import open_providers
 from lumiku.redis import open_redis
 from lumiku.shutdown import ShutdownState, watch_signals
@@ -255,6 +260,7 @@ async def open_deps(
         redis = await stack.enter_async_context(open_redis(settings.redis))
         storage = await stack.enter_async_context(open_storage(settings.storage))
         providers = await stack.enter_async_context(open_providers(settings))
+        duitku = await stack.enter_async_context(open_duitku(settings))
         state = state or ShutdownState()
         counters = make_counters(redis)
         instance_id = uuid.uuid4().hex
@@ -284,6 +290,7 @@ async def open_deps(
             jobs=control,
             storage=storage,
             providers=providers,
+            duitku=duitku,
         )
 
 
@@ -312,10 +319,11 @@ async def _serve(
             status,
         )
         await services.start(
-            partial(serve_reconciler, checks=(*LEDGER_CHECKS, *JOB_CHECKS)),
+            partial(serve_reconciler, checks=(*LEDGER_CHECKS, *JOB_CHECKS, *PAYMENT_CHECKS)),
             deps.store,
             settings.credits.reconcile_interval_s,
         )
+        await services.start(serve_payment_expiry, deps.store, settings.payments.expiry_check_s)
         await services.start(events.serve_fanout, deps.events)
         workers = await services.start(serve_workers, deps, worker_beacon)
         await services.start(serve_reaper, deps)

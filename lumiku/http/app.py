@@ -17,6 +17,7 @@ from lumiku.http.problems import register_error_handlers
 from lumiku.http.ratelimit import LIMITER_KEY
 from lumiku.http.uploads import BodyLimitedRequest
 from lumiku.jobs import routes as jobs_routes
+from lumiku.payments import routes as payments_routes
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -51,6 +52,7 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
     app.register_blueprint(jobs_routes.blueprint)
     app.register_blueprint(sse.blueprint)
     app.register_blueprint(files.blueprint)
+    app.register_blueprint(payments_routes.blueprint)
     app.register_blueprint(openapi.blueprint)
     for app_blueprint in deps.apps.blueprints():
         app.register_blueprint(app_blueprint)

@@ -1,0 +1,85 @@
+"""`/api/payment/*` (SPEC §11): packages, create, Duitku's callback, the owner's status.
+
+With `payments.enabled = false` every route but `packages` answers 404 `PAYMENTS_DISABLED`
+(`packages` answers it too: nothing is on sale).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from quart import Blueprint, Response, request
+
+from lumiku.errors import FieldError, UnsupportedMediaType, ValidationFailed
+from lumiku.http.auth import authenticated, current_user, user_identity
+from lumiku.http.bodies import is_json_type, read_body, read_json
+from lumiku.http.context import current_deps
+from lumiku.http.ratelimit import client_ip, rate_limited
+from lumiku.observability.logging import request_id_var
+from lumiku.payments import service
+
+blueprint = Blueprint("payments", __name__, url_prefix="/api/payment")
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+@attrs.frozen
+class CreateBody:
+    package_id: str
+    payment_method: str | None = None
+
+
+@blueprint.get("/packages")
+async def packages() -> dict[str, Any]:
+    deps = current_deps()
+    service.client(deps)
+    return {"packages": [p.as_dict() for p in service.packages(deps).values()]}
+
+
+@blueprint.post("/duitku/create")
+@authenticated
+@rate_limited("payment_create", identity=user_identity)
+async def create() -> tuple[dict[str, Any], int]:
+    deps = current_deps()
+    service.client(deps)  # 404 before reading the body when payments are off
+    body = await read_body(CreateBody)
+    answer = await service.create_payment(
+        deps,
+        current_user(),
+        package_id=body.package_id,
+        payment_method=body.payment_method,
+        request_id=request_id_var.get(),
+    )
+    return answer, 201
+
+
+@blueprint.post("/duitku/callback")
+@rate_limited("payment_callback")
+async def callback() -> Response:
+    deps = current_deps()
+    service.client(deps)
+    outcome = await service.settle_callback(deps, await _callback_fields(), client_ip())
+    return Response("SUCCESS", status=200, mimetype="text/plain", headers={"X-Outcome": outcome})
+
+
+@blueprint.get("/status/<merchant_order_id>")
+@authenticated
+async def status(merchant_order_id: str) -> dict[str, Any]:
+    payment = await service.payment_status(current_deps(), current_user(), merchant_order_id)
+    return payment.as_dict()
+
+
+async def _callback_fields() -> dict[str, Any]:
+    """Duitku posts form fields; JSON is accepted too. Anything else is 415."""
+    content_type = request.headers.get("Content-Type", "")
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if mime in FORM_TYPES:
+        form = await request.form
+        return {key: form.get(key) for key in form}
+    if is_json_type(content_type):
+        data = await read_json()
+        if isinstance(data, dict):
+            return data
+        raise ValidationFailed([FieldError("body", "must be a JSON object")])
+    raise UnsupportedMediaType("Send the callback as form fields or as a JSON object.")

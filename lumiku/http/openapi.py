@@ -28,6 +28,7 @@ from lumiku.apps.pose_generator import openapi as pose_generator_docs
 from lumiku.http import openapi_core
 from lumiku.http.openapi_ops import PROBLEM, Op, Resp
 from lumiku.http.openapi_schemas import COMPONENTS, STRING, Schema, ref
+from lumiku.payments import openapi as payments_docs
 
 if TYPE_CHECKING:
     from werkzeug.routing import Map
@@ -36,6 +37,7 @@ OPERATIONS: Final[dict[str, Op]] = {
     **openapi_core.OPERATIONS,
     **avatar_creator_docs.OPERATIONS,
     **pose_generator_docs.OPERATIONS,
+    **payments_docs.OPERATIONS,
 }
 WEBSOCKETS: Final[dict[str, dict[str, Any]]] = openapi_core.WEBSOCKETS
 EDGE_ROUTES: Final = ("GET /health", "GET /health/liveness")

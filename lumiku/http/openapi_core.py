@@ -23,7 +23,7 @@ from lumiku.http.openapi_schemas import (
     ref,
 )
 
-TAGS: Final = ("health", "auth", "credits", "apps", "jobs", "files", "meta")
+TAGS: Final = ("health", "auth", "credits", "payments", "apps", "jobs", "files", "meta")
 
 _JOB_STATUS: Final[Schema] = {
     "type": "string",

@@ -33,6 +33,7 @@ from lumiku.settings import (  # re-exported: importers use lumiku.config for al
     CreditsSettings,
     DatabaseSettings,
     DuitkuSettings,
+    FlagsSettings,
     HealthSettings,
     HttpSettings,
     HuggingfaceSettings,
@@ -61,6 +62,7 @@ __all__ = [
     "CreditsSettings",
     "DatabaseSettings",
     "DuitkuSettings",
+    "FlagsSettings",
     "HealthSettings",
     "HttpSettings",
     "HuggingfaceSettings",
@@ -184,16 +186,33 @@ def _read_toml(raw: _Raw, path: str) -> None:
             if not isinstance(value, dict):
                 raw.problem(name, source, "must be a table ([" + name + "])")
                 continue
+            flags: list[str] = []
             for sub, subvalue in value.items():
                 key = f"{name}.{sub}"
                 if key in SPECS_BY_KEY:
                     raw.set(key, subvalue, source)
+                elif name == "flags":
+                    flags.append(_flag_entry(sub, subvalue))  # `[flags] name = value`
                 else:
                     raw.problem(key, source, "unknown setting")
+            if flags:
+                listed = raw.values.get("flags.values", ([], source))[0]
+                raw.set(
+                    "flags.values",
+                    [*listed, *flags] if isinstance(listed, list) else listed,
+                    source,
+                )
         elif name in SPECS_BY_KEY:
             raw.set(name, value, source)
         else:
             raw.problem(name, source, "unknown setting")
+
+
+def _flag_entry(name: str, value: Any) -> str:
+    """`[flags] name = value` as a `flags.values` entry: true/false mean on/off."""
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    return f"{name}={value}"
 
 
 def _read_env(raw: _Raw, env: Mapping[str, str]) -> None:

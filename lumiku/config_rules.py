@@ -75,6 +75,16 @@ def _packages(value: Any) -> Iterator[str]:
         yield str(exc)
 
 
+def _flag_values(value: Any) -> str | None:
+    from lumiku.flags import parse_entries  # here: lumiku.flags → redis → config → us
+
+    try:
+        parse_entries(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def _payment_method(value: Any) -> str | None:
     if not PAYMENT_METHOD.fullmatch(str(value)):
         return f"{value!r} is not a Duitku payment method code (1-4 letters or digits)"
@@ -226,6 +236,8 @@ _FIELD_RULES: Final[dict[str, Callable[[Any], Any]]] = {
     "duitku.ip_allowlist": _each(network_problem),
     "duitku.timeout_s": _positive,
     "payments.packages": _packages,
+    "flags.values": _flag_values,
+    "flags.refresh_s": _positive,
     "payments.expiry_s": _positive,
     "payments.expiry_check_s": _positive,
     "payments.default_method": _payment_method,

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from lumiku.counters import Counters
     from lumiku.db.store import Store
     from lumiku.events import EventBus
+    from lumiku.flags import Flags
     from lumiku.http.ratelimit import RateLimiter
     from lumiku.jobs.worker import JobControl
     from lumiku.observability.health import Health
@@ -46,3 +47,4 @@ class Deps:
     storage: Storage
     providers: Providers  # image providers by operation (SPEC §9)
     duitku: Duitku | None = None  # the payment provider, when payments are enabled
+    flags: Flags | None = None  # feature flags; None = every flag on (tests' bare Deps)

@@ -61,6 +61,8 @@ ClientError
 └── PaymentProviderError    502  PAYMENT_PROVIDER_ERROR (Duitku failed, timed out or its
                                  breaker is open)
 
+Feature flags (lumiku/flags.py, SPEC §12): NotFound → AppDisabled 404 APP_DISABLED.
+
 Uploads and files (lumiku/storage, lumiku/http/files.py, SPEC §10), drawn apart too:
 ClientError
 ├── BadRequest              400
@@ -487,3 +489,10 @@ class PaymentProviderError(ClientError):
     status = 502
     code = "PAYMENT_PROVIDER_ERROR"
     title = "The payment provider could not be reached; try again later"
+
+
+class AppDisabled(NotFound):
+    """The app's feature flag is off for this caller (SPEC §12)."""
+
+    code = "APP_DISABLED"
+    title = "This app is not available"

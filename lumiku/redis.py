@@ -293,3 +293,38 @@ async def open_subscription(client: Client, channel: str) -> AsyncIterator[Chann
             channels=[channel], ignore_subscribe_messages=True, retry_policy=None
         ) as pubsub:
             yield ChannelSubscription(pubsub)
+
+
+# --- Feature flags (lumiku.flags) --------------------------------------------------------
+
+FLAGS_TIMEOUT_S: Final = 2.0
+
+
+async def flags_read(
+    client: Client, key: str, timeout_s: float = FLAGS_TIMEOUT_S
+) -> dict[str, str]:
+    """The runtime flag overrides: the hash at `key` as text."""
+    with map_redis_errors(), trio.fail_after(timeout_s):
+        raw = await client.hgetall(key)
+    return {_text(name): _text(value) for name, value in raw.items()}
+
+
+async def flags_write(
+    client: Client,
+    key: str,
+    channel: str,
+    name: str,
+    value: str | None,
+    timeout_s: float = FLAGS_TIMEOUT_S,
+) -> None:
+    """Set (or with None delete) one override, then announce it on `channel`."""
+    with map_redis_errors(), trio.fail_after(timeout_s):
+        if value is None:
+            await client.hdel(key, [name])
+        else:
+            await client.hset(key, {name: value})
+        await client.publish(channel, name)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -199,6 +199,20 @@ class DuitkuSettings:
 
 
 @attrs.frozen
+class FlagsSettings:
+    values: tuple[str, ...] = setting(
+        [], 'Feature flags, each "name=on|off|<percent>" (also written `name = value` in [flags]).'
+    )
+    beta_users: tuple[str, ...] = setting(
+        [], "User ids or emails that get every flag not switched off."
+    )
+    beta_tags: tuple[str, ...] = setting(
+        ["beta_tester"], "Users with one of these tags get every flag not switched off."
+    )
+    refresh_s: float = setting(1.0, "How often each instance re-reads the runtime flags in Redis.")
+
+
+@attrs.frozen
 class HuggingfaceSettings:
     api_key: str = setting("", "Hugging Face Inference API token.", secret=True)
     base_url: str = setting(
@@ -268,6 +282,7 @@ class Settings:
     metrics: MetricsSettings = attrs.field(factory=MetricsSettings)
     payments: PaymentsSettings = attrs.field(factory=PaymentsSettings)
     duitku: DuitkuSettings = attrs.field(factory=DuitkuSettings)
+    flags: FlagsSettings = attrs.field(factory=FlagsSettings)
     huggingface: HuggingfaceSettings = attrs.field(factory=HuggingfaceSettings)
     providers: ProvidersSettings = attrs.field(factory=ProvidersSettings)
     # Not settings: where each value came from, and what systemd passed us.

@@ -10,6 +10,7 @@ run
       ├─ systemd.serve_watchdog        WATCHDOG=1 while loops progress, EXTEND_TIMEOUT_USEC
       ├─ credits.serve_reconciler      the daily ledger audit, logged
       ├─ payments.serve_payment_expiry pending payments past their deadline → expired
+      ├─ flags.serve_flags             runtime flag overrides from Redis (change + every 1 s)
       ├─ events.serve_fanout           ONE Redis subscription → this instance's subscribers
       ├─ jobs.serve_workers            claim, run, retry, release on shutdown (a watchdog beacon)
       ├─ jobs.serve_reaper             expired leases back to the queue or failed (STALLED)
@@ -51,6 +52,7 @@ from lumiku.errors import (
     sole_exception,
     unwrapping_sole_exception,
 )
+from lumiku.flags import Flags
 from lumiku.http.app import create_app
 from lumiku.http.ratelimit import RateLimiter
 from lumiku.http.server import serve_http
@@ -291,6 +293,7 @@ async def open_deps(
             storage=storage,
             providers=providers,
             duitku=duitku,
+            flags=Flags.from_settings(settings.flags),
         )
 
 

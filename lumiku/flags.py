@@ -1,0 +1,219 @@
+"""Feature flags (SPEC §12): on, off or a percentage rollout, plus beta users and tags.
+
+```
+value      "on" | "off" | "0".."100" (a trailing % is allowed)
+source     Redis override (`lumiku flags set`) > configuration (`[flags]`) > default "on"
+enabled    off → nobody; on → everybody; N% → beta users/tags, plus the users whose stable
+           hash sha256("<flag>:<user id>") falls in the first N of 100 buckets (each flag
+           rolls out to a different slice); no user (anonymous) → only when on
+```
+
+Each app is gated by the flag named after its id (`App.flag`): a disabled app is missing
+from `GET /api/apps` and its routes answer 404 `APP_DISABLED`.
+
+Every instance keeps a `Flags` snapshot in memory; request handlers read only that.
+`serve_flags` refreshes the Redis overrides when `lumiku flags set` publishes a change and,
+in case a message is lost, every `flags.refresh_s`, so a change reaches every instance
+within about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import TYPE_CHECKING, Any, Final, NoReturn
+
+import attrs
+import trio
+
+from lumiku.errors import RedisUnavailable
+from lumiku.observability.logging import get_logger
+from lumiku.redis import flags_read, flags_write, open_subscription
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from lumiku.accounts.service import User
+    from lumiku.config import FlagsSettings
+    from lumiku.redis import Client
+
+log = get_logger(__name__)
+
+NAME: Final = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+REDIS_KEY: Final = "lumiku:flags"
+CHANNEL: Final = "lumiku:flags:changed"
+SUBSCRIBE_BACKOFF_S: Final = 5.0
+
+
+@attrs.frozen
+class FlagValue:
+    """`percent` 0..100; `off` is the kill switch (beta users lose it too)."""
+
+    percent: int
+    off: bool = False
+
+    @property
+    def text(self) -> str:
+        if self.off:
+            return "off"
+        return "on" if self.percent == 100 else f"{self.percent}%"
+
+
+ON: Final = FlagValue(100)
+
+
+def parse_value(text: str) -> FlagValue:
+    """ "on", "off", "true", "false" or a percentage 0..100 ("25" or "25%"); ValueError."""
+    word = text.strip().lower()
+    if word in ("on", "true"):
+        return ON
+    if word in ("off", "false"):
+        return FlagValue(0, off=True)
+    number = word.removesuffix("%").strip()
+    if not number.isdigit() or not 0 <= int(number) <= 100:
+        raise ValueError(f"{text!r} is not on, off or a percentage from 0 to 100")
+    return FlagValue(int(number))
+
+
+def check_name(name: str) -> str:
+    if not NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a flag name (lower-case a-z, 0-9, '_', '.', '-')")
+    return name
+
+
+def parse_entries(entries: Iterable[str]) -> dict[str, FlagValue]:
+    """`"name=value"` entries (the `flags.values` setting) by name; ValueError naming the
+    first bad one."""
+    flags: dict[str, FlagValue] = {}
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        if not sep:
+            raise ValueError(f"{entry!r} is not name=value")
+        flags[check_name(name.strip())] = parse_value(value)
+    return flags
+
+
+def bucket(name: str, user_id: str) -> int:
+    """The user's stable bucket 0..99 for flag `name`."""
+    digest = hashlib.sha256(f"{name}:{user_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100
+
+
+@attrs.define
+class Flags:
+    """The flags of this instance: configuration plus the Redis overrides last read."""
+
+    configured: dict[str, FlagValue] = attrs.field(factory=dict)
+    beta_users: frozenset[str] = frozenset()
+    beta_tags: frozenset[str] = frozenset()
+    overrides: dict[str, FlagValue] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: FlagsSettings) -> Flags:
+        return cls(
+            parse_entries(settings.values),
+            frozenset(u.lower() for u in settings.beta_users),
+            frozenset(settings.beta_tags),
+        )
+
+    def value(self, name: str) -> tuple[FlagValue, str]:
+        """The effective value of `name` and where it comes from."""
+        if name in self.overrides:
+            return self.overrides[name], "redis"
+        if name in self.configured:
+            return self.configured[name], "config"
+        return ON, "default"
+
+    def enabled(self, name: str, user: User | None) -> bool:
+        flag, _source = self.value(name)
+        if flag.off:
+            return False
+        if flag.percent == 100:
+            return True
+        if user is None:
+            return False
+        if self.is_beta(user):
+            return True
+        return bucket(name, str(user.id)) < flag.percent
+
+    def fully_on(self, name: str) -> bool:
+        """Whether `name` is on for everybody (no user needed to decide)."""
+        flag, _source = self.value(name)
+        return not flag.off and flag.percent == 100
+
+    def is_beta(self, user: User) -> bool:
+        return (
+            str(user.id) in self.beta_users
+            or user.email.lower() in self.beta_users
+            or not self.beta_tags.isdisjoint(user.tags)
+        )
+
+    def replace_overrides(self, raw: Mapping[str, str]) -> None:
+        """Take the Redis hash as read; an entry that does not parse is logged and skipped."""
+        parsed: dict[str, FlagValue] = {}
+        for name, text in raw.items():
+            try:
+                parsed[check_name(name)] = parse_value(text)
+            except ValueError as exc:
+                log.warning("flags.bad_override", flag=name, error=str(exc))
+        if parsed != self.overrides:
+            log.info("flags.changed", overrides={n: v.text for n, v in parsed.items()})
+        self.overrides = parsed
+
+    def listing(self, known: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Every flag named anywhere, with its effective value and source."""
+        names = sorted({*known, *self.configured, *self.overrides})
+        out = []
+        for name in names:
+            flag, source = self.value(name)
+            out.append({"name": name, "value": flag.text, "source": source})
+        return out
+
+
+async def refresh(flags: Flags, redis: Client) -> None:
+    flags.replace_overrides(await flags_read(redis, REDIS_KEY))
+
+
+async def serve_flags(
+    flags: Flags,
+    redis: Client | None,
+    refresh_s: float,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Keep `flags.overrides` in step with Redis until cancelled (returns at once without
+    Redis). Reads once before reporting started, so the service never serves a stale set."""
+    if redis is None:
+        task_status.started()
+        return None
+    try:
+        await refresh(flags, redis)
+    except RedisUnavailable as exc:
+        log.warning("flags.refresh_failed", error=str(exc))
+    task_status.started()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_listen, flags, redis)
+        while True:
+            await trio.sleep(refresh_s)
+            try:
+                await refresh(flags, redis)
+            except RedisUnavailable as exc:
+                log.warning("flags.refresh_failed", error=str(exc))
+
+
+async def _listen(flags: Flags, redis: Client) -> NoReturn:
+    """Refresh as soon as `lumiku flags set` announces a change."""
+    while True:
+        try:
+            async with open_subscription(redis, CHANNEL) as subscription:
+                while True:
+                    await subscription.receive()
+                    await refresh(flags, redis)
+        except RedisUnavailable as exc:
+            log.warning("flags.subscription_lost", error=str(exc))
+        await trio.sleep(SUBSCRIBE_BACKOFF_S)
+
+
+async def set_override(redis: Client, name: str, value: FlagValue | None) -> None:
+    """Write (or with None remove) the runtime value of `name` and tell every instance."""
+    await flags_write(redis, REDIS_KEY, CHANNEL, check_name(name), value.text if value else None)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from lumiku.http.ratelimit import RateLimiter
     from lumiku.jobs.worker import JobControl
     from lumiku.observability.health import Health
+    from lumiku.observability.metrics import Metrics
     from lumiku.providers.registry import Providers
     from lumiku.redis import Client
     from lumiku.shutdown import ShutdownState
@@ -44,3 +45,4 @@ class Deps:
     jobs: JobControl
     storage: Storage
     providers: Providers  # image providers by operation (SPEC §9)
+    metrics: Metrics  # this instance's Prometheus registry (SPEC §13.3)

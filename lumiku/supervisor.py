@@ -13,6 +13,7 @@ run
       ├─ jobs.serve_reaper             expired leases back to the queue or failed (STALLED)
       ├─ jobs.serve_signals            LISTEN: other instances' wake-ups and cancellations
       └─ http nursery: serve_http      returns once drained; then the rest is cancelled
+                       (+ serve_http of /metrics alone on metrics.bind, when set)
 ```
 
 Exit codes: 0 after a graceful stop, 1 when a second signal forced it or something
@@ -50,6 +51,7 @@ from lumiku.errors import (
     unwrapping_sole_exception,
 )
 from lumiku.http.app import create_app
+from lumiku.http.metrics import listener_app as metrics_listener_app
 from lumiku.http.ratelimit import RateLimiter
 from lumiku.http.server import serve_http
 from lumiku.jobs.queue import queue_statistics
@@ -59,6 +61,7 @@ from lumiku.jobs.signals import serve_signals
 from lumiku.jobs.worker import JobControl, serve_workers
 from lumiku.observability.health import Health
 from lumiku.observability.logging import get_logger
+from lumiku.observability.metrics import Metrics
 from lumiku.providers.registry import open_providers
 from lumiku.redis import open_redis
 from lumiku.shutdown import ShutdownState, watch_signals
@@ -269,7 +272,7 @@ async def open_deps(
                 "providers": providers.health(),
             }
 
-        yield Deps(
+        deps = Deps(
             settings=settings,
             store=store,
             redis=redis,
@@ -284,7 +287,10 @@ async def open_deps(
             jobs=control,
             storage=storage,
             providers=providers,
+            metrics=Metrics(),
         )
+        deps.metrics.watch(deps)
+        yield deps
 
 
 async def _serve(
@@ -312,7 +318,11 @@ async def _serve(
             status,
         )
         await services.start(
-            partial(serve_reconciler, checks=(*LEDGER_CHECKS, *JOB_CHECKS)),
+            partial(
+                serve_reconciler,
+                checks=(*LEDGER_CHECKS, *JOB_CHECKS),
+                on_report=deps.metrics.reconciled,
+            ),
             deps.store,
             settings.credits.reconcile_interval_s,
         )
@@ -324,10 +334,21 @@ async def _serve(
             addresses += await http.start(
                 serve_http, app, settings.http, binds, deps.shutdown, grace_s
             )
+            metrics_addresses: list[str] = []
+            if settings.metrics.bind:  # /metrics only there (SPEC §13.3)
+                metrics_addresses = await http.start(
+                    serve_http,
+                    metrics_listener_app(deps),
+                    settings.http,
+                    [settings.metrics.bind],
+                    deps.shutdown,
+                    grace_s,
+                )
             notifier.ready(f"serving on {', '.join(addresses)}")
             log.info(
                 "service.ready",
                 addresses=addresses,
+                metrics_addresses=metrics_addresses,
                 database=deps.store.backend,
                 redis="redis" if deps.redis is not None else "in-process",
                 storage=deps.storage.name,

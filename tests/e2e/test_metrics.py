@@ -140,6 +140,9 @@ async def test_bind_serves_the_metrics_only_on_their_own_listener(tmp_path: Path
             assert other.status_code == 404
             assert other.json()["code"] == "NOT_FOUND"
             assert other.headers["x-content-type-options"] == "nosniff"
+    assert "Lifespan" not in service.log_text()  # the listener's app speaks ASGI lifespan
+    stopped = [line for line in service.log_lines() if line["event"] == "service.stopped"]
+    assert [line["exit_code"] for line in stopped] == [0]  # both listeners drained
 
 
 @pytest.fixture

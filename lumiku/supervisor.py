@@ -339,7 +339,8 @@ async def _serve(
                 metrics_addresses = await http.start(
                     serve_http,
                     metrics_listener_app(deps),
-                    settings.http,
+                    # never shared: a scrape must reach the one instance it names
+                    attrs.evolve(settings.http, reuse_port=False),
                     [settings.metrics.bind],
                     deps.shutdown,
                     grace_s,

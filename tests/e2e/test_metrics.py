@@ -4,6 +4,8 @@ requests, jobs and websockets the exposition carries their series and parses."""
 
 from __future__ import annotations
 
+import io
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,10 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
+from lumiku import supervisor
 from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
 from lumiku.errors import Permanent
+from lumiku.observability import logging as logs
 from tests.e2e.harness import Service, bearer, make_settings, register, running_service
 from tests.e2e.wsclient import connect
 
@@ -143,6 +147,23 @@ async def test_bind_serves_the_metrics_only_on_their_own_listener(tmp_path: Path
     assert "Lifespan" not in service.log_text()  # the listener's app speaks ASGI lifespan
     stopped = [line for line in service.log_lines() if line["event"] == "service.stopped"]
     assert [line["exit_code"] for line in stopped] == [0]  # both listeners drained
+
+
+async def test_the_bind_listener_never_shares_its_port(tmp_path: Path) -> None:
+    """With http.reuse_port, a second instance on the same metrics.bind must fail to start
+    rather than answer some of the scrapes meant for the first."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"LUMIKU_HTTP_REUSE_PORT": "true", "LUMIKU_METRICS_BIND": f"127.0.0.1:{port}"}
+        log = io.StringIO()
+        logs.configure("info", "json", stream=log)
+        with trio.fail_after(20):
+            code = await supervisor.run(make_settings(tmp_path, env), apps=Registry())
+    assert code == supervisor.EXIT_FAILED
+    assert '"event": "service.start_failed"' in log.getvalue().replace('":"', '": "')
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ def make_sockets(
     connections inherit it): hypercorn shields its socket writes from cancellation, so a
     client that stops reading would hold its connection, and the shutdown, forever; the
     kernel drops it instead once sent data stays unacknowledged that long."""
-    sockets = []
+    sockets: list[socket.socket] = []
     for bind in binds:
         if bind.startswith("fd://"):
             sock = socket.socket(fileno=int(bind[5:]))

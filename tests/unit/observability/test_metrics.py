@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import prometheus_client
 import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from lumiku import events
+from lumiku.counters import Window
 from lumiku.credits.reconcile import Discrepancy, Report
 from lumiku.db.queries import load_queries
-from lumiku.errors import RateLimited, Transient
+from lumiku.errors import RateLimited, RateLimiterUnavailable, RedisUnavailable, Transient
+from lumiku.http.ratelimit import RateLimiter
 from lumiku.observability.metrics import Metrics
 from lumiku.providers.base import PoseRequest
 from lumiku.supervisor import open_deps
@@ -184,3 +187,36 @@ async def test_breakers_and_provider_requests(tmp_path: Path, sqlite_url: str) -
     assert (
         value(opened, requests, provider="huggingface", operation="pose", outcome="transient") == 2
     )
+
+
+class DownCounters:
+    """A counters store that is down (Redis unreachable)."""
+
+    async def hit(self, key: str, window_s: int) -> Window:
+        raise RedisUnavailable("down")
+
+    async def peek(self, key: str) -> Window:
+        raise RedisUnavailable("down")
+
+    async def clear(self, key: str) -> None:
+        raise RedisUnavailable("down")
+
+
+async def test_rate_limit_store_failures_are_counted_by_mode(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    async with open_deps(settings_for(sqlite_url, tmp_path)) as opened:
+        deps = attrs.evolve(
+            opened,
+            limiter=RateLimiter(opened.settings.ratelimit, DownCounters()),
+            metrics=Metrics(),
+        )
+        deps.metrics.watch(deps)
+        with pytest.raises(RateLimiterUnavailable):
+            await deps.limiter.check("login", "203.0.113.9")  # auth fails closed
+        await deps.limiter.check("health", "203.0.113.9")  # the rest fails open
+        await deps.limiter.check("health", "203.0.113.9")
+        parsed = samples(deps.metrics.render())
+    failures = "lumiku_ratelimit_store_failures_total"
+    assert value(parsed, failures, mode="closed") == 1
+    assert value(parsed, failures, mode="open") == 2

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from lumiku.http.ratelimit import RateLimiter
     from lumiku.jobs.worker import JobControl
     from lumiku.observability.health import Health
+    from lumiku.observability.metrics import Metrics
     from lumiku.payments.duitku import Duitku
     from lumiku.providers.registry import Providers
     from lumiku.redis import Client
@@ -46,5 +47,6 @@ class Deps:
     jobs: JobControl
     storage: Storage
     providers: Providers  # image providers by operation (SPEC §9)
+    metrics: Metrics  # this instance's Prometheus registry (SPEC §13.3)
     duitku: Duitku | None = None  # the payment provider, when payments are enabled
     flags: Flags | None = None  # feature flags; None = every flag on (tests' bare Deps)

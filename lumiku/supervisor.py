@@ -16,6 +16,7 @@ run
       ├─ jobs.serve_reaper             expired leases back to the queue or failed (STALLED)
       ├─ jobs.serve_signals            LISTEN: other instances' wake-ups and cancellations
       └─ http nursery: serve_http      returns once drained; then the rest is cancelled
+                       (+ serve_http of /metrics alone on metrics.bind, when set)
 ```
 
 Exit codes: 0 after a graceful stop, 1 when a second signal forced it or something
@@ -54,6 +55,7 @@ from lumiku.errors import (
 )
 from lumiku.flags import Flags
 from lumiku.http.app import create_app
+from lumiku.http.metrics import listener_app as metrics_listener_app
 from lumiku.http.ratelimit import RateLimiter
 from lumiku.http.server import serve_http
 from lumiku.jobs.queue import queue_statistics
@@ -63,6 +65,7 @@ from lumiku.jobs.signals import serve_signals
 from lumiku.jobs.worker import JobControl, serve_workers
 from lumiku.observability.health import Health
 from lumiku.observability.logging import get_logger
+from lumiku.observability.metrics import Metrics
 from lumiku.payments.checks import PAYMENT_CHECKS
 from lumiku.payments.duitku import open_duitku
 from lumiku.payments.expiry import serve_payment_expiry
@@ -277,7 +280,7 @@ async def open_deps(
                 "providers": providers.health(),
             }
 
-        yield Deps(
+        deps = Deps(
             settings=settings,
             store=store,
             redis=redis,
@@ -292,9 +295,12 @@ async def open_deps(
             jobs=control,
             storage=storage,
             providers=providers,
+            metrics=Metrics(),
             duitku=duitku,
             flags=Flags.from_settings(settings.flags),
         )
+        deps.metrics.watch(deps)
+        yield deps
 
 
 async def _serve(
@@ -322,7 +328,11 @@ async def _serve(
             status,
         )
         await services.start(
-            partial(serve_reconciler, checks=(*LEDGER_CHECKS, *JOB_CHECKS, *PAYMENT_CHECKS)),
+            partial(
+                serve_reconciler,
+                checks=(*LEDGER_CHECKS, *JOB_CHECKS, *PAYMENT_CHECKS),
+                on_report=deps.metrics.reconciled,
+            ),
             deps.store,
             settings.credits.reconcile_interval_s,
         )
@@ -335,10 +345,22 @@ async def _serve(
             addresses += await http.start(
                 serve_http, app, settings.http, binds, deps.shutdown, grace_s
             )
+            metrics_addresses: list[str] = []
+            if settings.metrics.bind:  # /metrics only there (SPEC §13.3)
+                metrics_addresses = await http.start(
+                    serve_http,
+                    metrics_listener_app(deps),
+                    # never shared: a scrape must reach the one instance it names
+                    attrs.evolve(settings.http, reuse_port=False),
+                    [settings.metrics.bind],
+                    deps.shutdown,
+                    grace_s,
+                )
             notifier.ready(f"serving on {', '.join(addresses)}")
             log.info(
                 "service.ready",
                 addresses=addresses,
+                metrics_addresses=metrics_addresses,
                 database=deps.store.backend,
                 redis="redis" if deps.redis is not None else "in-process",
                 storage=deps.storage.name,

@@ -181,14 +181,16 @@ async def serve_reconciler(
     interval_s: float,
     *,
     checks: Sequence[Check] = LEDGER_CHECKS,
+    on_report: Callable[[Report], None] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Audit the ledger every `interval_s` (first after one interval) until cancelled.
 
     Logs `credits.reconcile` (info) with the counts, plus one `credits.discrepancy` error
-    line per discrepancy. A database error is logged as `credits.reconcile_failed` and the
-    audit is tried again next interval. Holds no resources between runs. Raises ValueError
-    at once for an interval that is not positive.
+    line per discrepancy, and hands each report to `on_report` (the metrics). A database
+    error is logged as `credits.reconcile_failed` and the audit is tried again next
+    interval. Holds no resources between runs. Raises ValueError at once for an interval
+    that is not positive.
     """
     if not interval_s > 0:
         raise ValueError(f"the reconcile interval must be positive, not {interval_s}")
@@ -202,6 +204,8 @@ async def serve_reconciler(
             continue
         for discrepancy in report.discrepancies:
             log.error("credits.discrepancy", **discrepancy.as_dict())
+        if on_report is not None:
+            on_report(report)
         log.info(
             "credits.reconcile",
             ok=report.ok,

@@ -24,7 +24,7 @@ import trio_asyncio
 
 from lumiku.db import migrate
 from lumiku.db.queries import load_queries
-from lumiku.db.store import BaseExecutor
+from lumiku.db.store import BaseExecutor, PoolStatistics
 from lumiku.errors import (
     CheckViolation,
     DatabaseError,
@@ -373,6 +373,11 @@ class PostgresStore(BaseExecutor):
         self._loop = loop
         self._secrets = tuple(secrets)
         self._migrations = migrations
+
+    def pool_statistics(self) -> PoolStatistics:
+        """The asyncpg pool's counts (plain attribute reads: no bridge crossing)."""
+        size = self.pool.get_size()
+        return PoolStatistics(size, size - self.pool.get_idle_size(), self.pool.get_max_size())
 
     async def call(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Run the asyncio coroutine function `fn(*args)` as one crossing of the bridge."""

@@ -26,7 +26,7 @@ import trio
 
 from lumiku.db import migrate
 from lumiku.db.queries import is_read_only, load_queries
-from lumiku.db.store import BaseExecutor
+from lumiku.db.store import BaseExecutor, PoolStatistics
 from lumiku.errors import (
     CheckViolation,
     DatabaseError,
@@ -294,6 +294,7 @@ class SqliteStore(BaseExecutor):
         self._write_lock = trio.Lock()
         # An in-memory database exists once per connection: everything uses the writer.
         readers = 0 if path == ":memory:" else READERS
+        self._readers = readers
         self._reader_slots = trio.Semaphore(readers) if readers else None
         self._idle_readers: list[sqlite3.Connection] = []
         self._limiter = trio.CapacityLimiter(readers + 1)
@@ -361,6 +362,13 @@ class SqliteStore(BaseExecutor):
 
     async def _run(self, query: Query, args: tuple[Any, ...], mode: Mode) -> Any:
         return await self._on_reader(query.sqlite, args, mode)
+
+    def pool_statistics(self) -> PoolStatistics:
+        """The writer (in use while its lock is held) and the reader connections."""
+        readers_busy = self._readers - self._reader_slots.value if self._reader_slots else 0
+        writer_busy = int(self._write_lock.locked())
+        size = len(self._idle_readers) + readers_busy + (self._writer is not None)
+        return PoolStatistics(size, readers_busy + writer_busy, self._readers + 1)
 
     async def ping(self) -> None:
         await self.fetch_val(_Q.ping)

@@ -29,6 +29,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
+import attrs
+
 from lumiku.config import redact_url
 from lumiku.db.migrate import DEFAULT_SOURCES, MigrationSource, SchemaStatus
 from lumiku.errors import ConfigError, ConfigProblem
@@ -135,6 +137,21 @@ class Listener(Protocol):
         ...
 
 
+@attrs.frozen
+class PoolStatistics:
+    """A store's connections right now: open, busy with a statement or transaction, and
+    the most it will open (PostgreSQL: the asyncpg pool; SQLite: the writer and the
+    reader connections)."""
+
+    size: int
+    in_use: int
+    max_size: int
+
+    @property
+    def idle(self) -> int:
+        return self.size - self.in_use
+
+
 class Store(Executor, Protocol):
     """An opened database."""
 
@@ -158,6 +175,10 @@ class Store(Executor, Protocol):
 
     async def migrate(self, *, dry_run: bool = False) -> tuple[str, ...]:
         """Apply pending migrations (see `migrate.apply_migrations`); return their names."""
+        ...
+
+    def pool_statistics(self) -> PoolStatistics:
+        """The connections right now (cheap, no I/O; for metrics)."""
         ...
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]:

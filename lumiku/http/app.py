@@ -10,7 +10,7 @@ from quart_trio import QuartTrio
 from lumiku.accounts import routes as accounts_routes
 from lumiku.apps import routes as apps_routes
 from lumiku.credits import routes as credits_routes
-from lumiku.http import files, health, openapi, sse, ws
+from lumiku.http import files, health, metrics, openapi, sse, ws
 from lumiku.http.context import DEPS_KEY
 from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
@@ -58,4 +58,10 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
         app.register_blueprint(app_blueprint)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
-    return EdgeMiddleware(app, deps.settings, health.probes(deps))  # type: ignore[arg-type]
+    return EdgeMiddleware(
+        app,  # type: ignore[arg-type]
+        deps.settings,
+        health.probes(deps),
+        endpoints=metrics.endpoints(deps),
+        metrics=deps.metrics.http,
+    )

@@ -4,8 +4,9 @@ For every request it settles the request id (a valid `X-Request-ID` is kept, any
 replaced) and the client IP (trusted proxies only), answers CORS preflights, refuses bodies
 whose Content-Length exceeds `http.max_body_bytes` (upload routes: `upload_body_limit`,
 413 FILE_TOO_LARGE; see http/uploads.py), adds the security, CORS and request-id
-headers to every response, and writes one access line. It is plain ASGI so the hot path
-costs a few dictionary lookups, not a framework round trip.
+headers to every response, and writes one access line and one request-duration observation
+(`HttpSeries`, by route template). It is plain ASGI so the hot path costs a few dictionary
+lookups, not a framework round trip.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from lumiku.observability.logging import get_logger, request_id_var
 
 if TYPE_CHECKING:
     from lumiku.config import Settings
+    from lumiku.observability.metrics import HttpSeries
 
 log = get_logger("lumiku.http.access")
 
@@ -112,13 +114,23 @@ class EdgeMiddleware:
     `probes` maps paths to functions returning a JSON body that the edge answers itself,
     without entering quart: the liveness probes, hit every few seconds by every load
     balancer, touch nothing and so should cost nothing beyond the edge itself.
+    `endpoints` maps paths to ASGI apps answered the same way (`/metrics`); `metrics`
+    receives each request's duration and the websockets' comings and goings.
     """
 
     def __init__(
-        self, app: ASGIApp, settings: Settings, probes: dict[str, Probe] | None = None
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        probes: dict[str, Probe] | None = None,
+        *,
+        endpoints: dict[str, ASGIApp] | None = None,
+        metrics: HttpSeries | None = None,
     ) -> None:
         self.app = app
         self.probes = probes or {}
+        self.endpoints = endpoints or {}
+        self.metrics = metrics
         self.requests_total = 0  # HTTP requests seen; systemd STATUS= reports the rate
         self.cors = CorsPolicy(settings.http.cors_origins)
         self.client_ip = ClientIpResolver(settings.http.trusted_proxies)
@@ -211,10 +223,13 @@ class EdgeMiddleware:
                 await self._preflight(scope, send_with_headers, allowed_origin)
             elif scope["path"] in self.probes:
                 await self._probe(scope, send_with_headers)
+            elif scope["path"] in self.endpoints:
+                scope["lumiku.route"] = scope["path"]
+                await self.endpoints[scope["path"]](scope, receive, send_with_headers)
             elif is_upload_path(scope["method"], scope["path"]):
                 await self._upload(scope, receive, send_with_headers, length)
             elif length is not None and _too_long(length, self.max_body_bytes):
-                await _send_problem(
+                await send_problem(
                     send_with_headers,
                     413,
                     "PAYLOAD_TOO_LARGE",
@@ -225,13 +240,17 @@ class EdgeMiddleware:
             else:
                 await self.app(scope, receive, send_with_headers)
         finally:
+            duration_s = time.perf_counter() - started
+            route = scope.get("lumiku.route")
+            if self.metrics is not None:
+                self.metrics.observe(scope["method"], route, state["status"], duration_s)
             log.info(
                 "http.access",
                 method=scope["method"],
                 path=scope["path"],
-                route=scope.get("lumiku.route"),
+                route=route,
                 status=state["status"],
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(duration_s * 1000, 2),
                 bytes=state["bytes"],
                 client_ip=scope["lumiku.client_ip"],
             )
@@ -242,7 +261,7 @@ class EdgeMiddleware:
         """An upload route: the larger limit, by Content-Length here and for quart."""
         limit = self.upload_max_body_bytes
         if length is not None and _too_long(length, limit):
-            await _send_problem(
+            await send_problem(
                 send,
                 413,
                 "FILE_TOO_LARGE",
@@ -257,7 +276,7 @@ class EdgeMiddleware:
     async def _probe(self, scope: Scope, send: Send) -> None:
         scope["lumiku.route"] = scope["path"]
         if scope["method"] not in ("GET", "HEAD"):
-            await _send_problem(
+            await send_problem(
                 send,
                 405,
                 "METHOD_NOT_ALLOWED",
@@ -302,9 +321,13 @@ class EdgeMiddleware:
                 state["code"] = message.get("code", 1000)
             await send(message)
 
+        if self.metrics is not None:
+            self.metrics.websocket_opened()
         try:
             await self.app(scope, receive, watch_send)
         finally:
+            if self.metrics is not None:
+                self.metrics.websocket_closed()
             log.info(
                 "ws.access",
                 path=scope["path"],
@@ -321,7 +344,7 @@ def _too_long(length: bytes, limit: int) -> bool:
         return False
 
 
-async def _send_problem(
+async def send_problem(
     send: Send,
     status: int,
     code: str,

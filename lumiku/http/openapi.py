@@ -40,7 +40,7 @@ OPERATIONS: Final[dict[str, Op]] = {
     **payments_docs.OPERATIONS,
 }
 WEBSOCKETS: Final[dict[str, dict[str, Any]]] = openapi_core.WEBSOCKETS
-EDGE_ROUTES: Final = ("GET /health", "GET /health/liveness")
+EDGE_ROUTES: Final = ("GET /health", "GET /health/liveness", "GET /metrics")
 
 MEDIA_TYPE: Final = "application/json"
 _CACHE_KEY: Final = "lumiku.openapi"
@@ -74,7 +74,7 @@ def openapi_path(rule: str) -> str:
 def routes(url_map: Map) -> Routes:
     """The routes of `url_map` plus the edge's (HEAD and OPTIONS are implied by GET and
     answered for every route, so they are not operations of their own)."""
-    http = {key: "health.edge" for key in EDGE_ROUTES}
+    http = {key: "edge." + key.split(" ", 1)[1].strip("/").replace("/", ".") for key in EDGE_ROUTES}
     websockets = set()
     for rule in url_map.iter_rules():
         if rule.endpoint == "static":

@@ -224,6 +224,19 @@ OPERATIONS: Final[dict[str, Op]] = {
         },
     ),
     # The document -------------------------------------------------------------------------
+    "GET /metrics": Op(
+        "Prometheus metrics (text exposition 0.0.4)",
+        ("meta",),
+        auth=None,
+        description="Needs `Authorization: Bearer <metrics.token>` when a token is "
+        "configured; with `metrics.bind` set it is served only on that listener and the "
+        "main app answers 404.",
+        responses={
+            200: Resp("The exposition", STRING, "text/plain"),
+            401: problem("UNAUTHORIZED: metrics.token is set and the bearer token is wrong"),
+            404: problem("NOT_FOUND: served on metrics.bind instead"),
+        },
+    ),
     "GET /openapi.json": Op("This document", ("meta",), auth=None, responses={200: ok(OBJECT)}),
 }
 

@@ -31,7 +31,7 @@ def make_sockets(
     connections inherit it): hypercorn shields its socket writes from cancellation, so a
     client that stops reading would hold its connection, and the shutdown, forever; the
     kernel drops it instead once sent data stays unacknowledged that long."""
-    sockets = []
+    sockets: list[socket.socket] = []
     for bind in binds:
         if bind.startswith("fd://"):
             sock = socket.socket(fileno=int(bind[5:]))
@@ -40,11 +40,16 @@ def make_sockets(
             sock = socket.socket(
                 socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
             )
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.bind((host, port))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.bind((host, port))
+            except OSError:  # a port in use…: close what was made, not left to the GC
+                for made in (*sockets, sock):
+                    made.close()
+                raise
         if (
             send_stall_timeout_s is not None
             and hasattr(socket, "TCP_USER_TIMEOUT")

@@ -4,6 +4,8 @@
 submit_job ─ submitted(kind)         workers ─ claimed(kind, wait_s)   finished(kind, status, run_s)
 reaper     ─ stalled(kind)                   ─ retried(kind, code)     released(kind)
 cancel     ─ finished(kind, "cancelled")
+credits    ─ charged(app, amount)   at submission (and an admin retry's new charge)
+           ─ refunded(app, amount)  with the terminal transition that refunded
 ```
 
 `JobMetrics` keeps plain in-memory totals per kind (never reset; one instance's view, like
@@ -11,7 +13,8 @@ any Prometheus counter) and hands every observation to the `observers` registere
 `observe()`, so the metrics endpoint can feed prometheus-client histograms without the
 queue knowing about it. `snapshot()` is what `/health/detailed` shows. Observers run on the
 event loop inside the worker: they must be quick and must not raise (an error is logged and
-the observer dropped, never the job).
+the observer dropped, never the job). The credits totals (`charged_total`, `refunded_total`,
+by app) are not handed to observers: the metrics endpoint reads them when scraped.
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ class JobMetrics:
     retries_total: Counter[tuple[str, str]] = attrs.field(factory=Counter)
     stalls_total: Counter[str] = attrs.field(factory=Counter)
     released_total: Counter[str] = attrs.field(factory=Counter)
+    charged_total: Counter[str] = attrs.field(factory=Counter)  # app → credits charged
+    refunded_total: Counter[str] = attrs.field(factory=Counter)  # app → credits refunded
     wait: dict[str, Timing] = attrs.field(factory=dict)
     run: dict[str, Timing] = attrs.field(factory=dict)
     observers: list[JobObserver] = attrs.field(factory=list)
@@ -105,6 +110,16 @@ class JobMetrics:
     def released(self, kind: str) -> None:
         self.released_total[kind] += 1
         self._tell("released", kind)
+
+    def charged(self, app: str, amount: int) -> None:
+        """`amount` credits were charged for a job of `app` (0, for unlimited users: none)."""
+        if amount:
+            self.charged_total[app] += amount
+
+    def refunded(self, app: str, amount: int) -> None:
+        """`amount` credits went back to a job's owner as the job of `app` ended."""
+        if amount:
+            self.refunded_total[app] += amount
 
     def snapshot(self) -> dict[str, Any]:
         """Totals per kind, for `/health/detailed`."""

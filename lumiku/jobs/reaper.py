@@ -73,4 +73,5 @@ async def _announce(deps: Deps, transition: Transition) -> None:
     deps.jobs.metrics.stalled(job.kind)
     if job.finished:
         deps.jobs.metrics.finished(job.kind, job.status)
+        deps.jobs.metrics.refunded(job.app, transition.credit_refunded)
     await announce(deps.events, transition)

@@ -63,6 +63,7 @@ async def cancel(job_id: str) -> tuple[dict[str, Any], int]:
     if outcome.immediate:
         if outcome.changed:  # cancelled while queued; asking again announces nothing
             deps.jobs.metrics.finished(job.kind, job.status)
+            deps.jobs.metrics.refunded(job.app, job.refunded)
             await announce(deps.events, Transition(job, job.event_seq, job.refunded))
         return {"job": job.as_dict()}, 200
     deps.jobs.cancel_here(job.id)
@@ -99,5 +100,6 @@ async def admin_retry(job_id: str) -> tuple[dict[str, Any], int]:
         )
     )
     deps.jobs.metrics.submitted(job.kind)
+    deps.jobs.metrics.charged(job.app, job.cost)
     deps.jobs.wake()
     return {"job": job.as_dict()}, 202

@@ -59,6 +59,7 @@ async def submit_job(
     if not submission.replayed:
         job = submission.job
         deps.jobs.metrics.submitted(kind)
+        deps.jobs.metrics.charged(job.app, submission.charged)
         await deps.events.publish(
             events.Event(
                 type=events.QUEUED,

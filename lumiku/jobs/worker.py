@@ -488,4 +488,5 @@ async def _announce(
         metrics.retried(job.kind, code)
     else:
         metrics.finished(job.kind, job.status, trio.current_time() - context.started_at)
+        metrics.refunded(job.app, done.credit_refunded)
     await announce(workers.deps.events, done)

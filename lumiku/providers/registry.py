@@ -4,14 +4,19 @@ Built once at start-up by `open_providers(settings)` (the supervisor holds it in
 `providers.avatar|pose|background` settings name "local" (default) or "huggingface" per
 operation. Apps call the operations on it; job workers ask `available(operation)` before
 claiming a job that needs one (an open breaker leaves the job queued), and app health
-endpoints report `health(operations)`.
+endpoints report `health(operations)`. Every call is counted by provider, operation and
+outcome in `requests` (read by the metrics endpoint when scraped).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Any, Final
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+import trio
+
+from lumiku.errors import Permanent, ProviderUnavailable, RateLimitedUpstream, Transient
 from lumiku.providers.base import (
     OPERATIONS,
     AvatarRequest,
@@ -26,14 +31,30 @@ from lumiku.providers.huggingface import open_huggingface
 from lumiku.providers.local import LocalProvider
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
     import httpx
 
     from lumiku.config import Settings
     from lumiku.providers.breaker import Breaker, Observer
 
+T = TypeVar("T")
 LOCAL_BACKGROUND_MODES: Final = ("solid_color", "upload")  # never leave the process
+# What a call ended with, for `requests` (most specific class first).
+OUTCOMES: Final = (
+    (ProviderUnavailable, "unavailable"),  # refused by the open breaker, never sent
+    (RateLimitedUpstream, "rate_limited"),
+    (Transient, "transient"),
+    (Permanent, "permanent"),
+)
+
+
+def outcome_of(error: Exception) -> str:
+    """The `requests` outcome label of a call that raised `error`."""
+    for cls, label in OUTCOMES:
+        if isinstance(error, cls):
+            return label
+    return "timeout" if isinstance(error, trio.TooSlowError) else "error"
 
 
 class Providers:
@@ -47,6 +68,8 @@ class Providers:
             raise ValueError(f"no provider for {', '.join(sorted(missing))}")
         self._serving = dict(serving)
         self._breakers = dict(breakers or {})  # provider name → its breaker (HTTP only)
+        # (provider, operation, outcome) → calls; outcome "success" or an `outcome_of` label
+        self.requests: Counter[tuple[str, str, str]] = Counter()
 
     def provider(self, operation: str) -> Provider:
         """The provider serving `operation` ("avatar", "pose" or "background")."""
@@ -105,13 +128,30 @@ class Providers:
         }
 
     async def avatar(self, request: AvatarRequest, report: Report = no_report) -> bytes:
-        return await self._serving["avatar"].avatar(request, report)
+        provider = self._serving["avatar"]
+        return await self._counted(
+            provider.name, "avatar", lambda: provider.avatar(request, report)
+        )
 
     async def pose(self, request: PoseRequest, report: Report = no_report) -> PoseResult:
-        return await self._serving["pose"].pose(request, report)
+        provider = self._serving["pose"]
+        return await self._counted(provider.name, "pose", lambda: provider.pose(request, report))
 
     async def background(self, request: BackgroundRequest, report: Report = no_report) -> bytes:
-        return await self._serving["background"].background(request, report)
+        provider = self._serving["background"]
+        return await self._counted(
+            provider.name, "background", lambda: provider.background(request, report)
+        )
+
+    async def _counted(self, name: str, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """`await call()`, counting its outcome (a cancelled call counts for nothing)."""
+        try:
+            result = await call()
+        except Exception as error:
+            self.requests[name, operation, outcome_of(error)] += 1
+            raise
+        self.requests[name, operation, "success"] += 1
+        return result
 
 
 @contextlib.asynccontextmanager

@@ -9,13 +9,21 @@ import logging
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 import trio
 from trio.testing import MockClock
 
 from lumiku.credits import ledger
-from lumiku.credits.reconcile import LEDGER_CHECKS, Check, Discrepancy, reconcile, serve_reconciler
+from lumiku.credits.reconcile import (
+    LEDGER_CHECKS,
+    Check,
+    Discrepancy,
+    Report,
+    reconcile,
+    serve_reconciler,
+)
 from lumiku.db.store import Executor, Store
 from lumiku.errors import Unavailable
 from lumiku.observability import logging as logs
@@ -192,9 +200,10 @@ async def test_the_reconciler_logs_each_discrepancy(
     logs.configure("info", "json", stream=output)
     users = await busy_ledger(store)
     await store.execute(LQ.set_balance, users[1], 7)
+    reports: list[Report] = []  # what the metrics receive
     with autojump(clock):
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve_reconciler, store, 60.0)
+            await nursery.start(partial(serve_reconciler, on_report=reports.append), store, 60.0)
             for _ in range(3):
                 await waiter.receive.receive()
             nursery.cancel_scope.cancel()
@@ -212,6 +221,11 @@ async def test_the_reconciler_logs_each_discrepancy(
         (str(users[1]), 0, 7)
     }
     assert (lines[2]["ok"], lines[2]["discrepancies"]) == (False, 2)
+    (report,) = reports
+    assert sorted(d.kind for d in report.discrepancies) == [
+        "balance_equals_entries",
+        "newest_entry_matches_balance",
+    ]
 
 
 class FlakyStore:

@@ -10,7 +10,7 @@ import schemathesis
 import trio
 
 from lumiku.apps.builtin import builtin_apps
-from lumiku.http import health, openapi
+from lumiku.http import health, metrics, openapi
 from lumiku.http.app import create_app
 from lumiku.supervisor import open_deps
 from tests.e2e.harness import make_settings, running_service
@@ -32,7 +32,8 @@ async def test_every_registered_route_is_documented_and_nothing_else(tmp_path: P
     async with open_deps(settings, apps=builtin_apps()) as deps:
         edge = create_app(deps)
         url_map = edge.app.url_map  # type: ignore[attr-defined]
-        assert set(openapi.EDGE_ROUTES) == {f"GET {p}" for p in health.probes(deps)}
+        at_edge = {*health.probes(deps), *metrics.endpoints(deps)}
+        assert set(openapi.EDGE_ROUTES) == {f"GET {p}" for p in at_edge}
         gaps = openapi.coverage(url_map)
         assert not gaps.missing, (
             "routes without an OpenAPI entry (add an Op to lumiku/http/openapi_core.py or the "

@@ -77,3 +77,16 @@ def test_totals_per_kind_and_every_observation_reaches_the_observers() -> None:
     # the broken observer saw the two submissions, failed once and was dropped
     assert broken.calls == [("submitted", "a.x"), ("submitted", "a.x")]
     assert metrics.observers == [recorder]
+
+
+def test_credits_are_totalled_by_app_and_zero_amounts_leave_no_series() -> None:
+    metrics, recorder = JobMetrics(), Recorder()
+    metrics.observe(recorder)
+    metrics.charged("avatar-creator", 10)
+    metrics.charged("avatar-creator", 8)
+    metrics.charged("pose-generator", 0)  # an unlimited user's job
+    metrics.refunded("avatar-creator", 10)
+    metrics.refunded("pose-generator", 0)  # succeeded with everything delivered
+    assert metrics.charged_total == {"avatar-creator": 18}
+    assert metrics.refunded_total == {"avatar-creator": 10}
+    assert recorder.calls == []  # read when scraped, never handed to observers

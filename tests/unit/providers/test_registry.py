@@ -7,10 +7,10 @@ import pytest
 import trio
 
 from lumiku.config import Settings
-from lumiku.errors import ProviderUnavailable, Transient
+from lumiku.errors import Permanent, ProviderUnavailable, RateLimitedUpstream, Transient
 from lumiku.providers.base import AvatarRequest, BackgroundRequest, PoseRequest
 from lumiku.providers.breaker import Transition
-from lumiku.providers.registry import Providers, open_providers
+from lumiku.providers.registry import Providers, open_providers, outcome_of
 from lumiku.settings import HuggingfaceSettings, ProvidersSettings
 
 from .fake_inference import FakeInference, Reply
@@ -44,6 +44,11 @@ async def test_everything_is_local_by_default() -> None:
             BackgroundRequest(subject, "solid_color", color="#101010")
         )
         assert png(background).getpixel((0, 0)) == (16, 16, 16)
+        assert providers.requests == {
+            ("local", "avatar", "success"): 1,
+            ("local", "pose", "success"): 1,
+            ("local", "background", "success"): 1,
+        }
 
 
 async def test_an_open_breaker_makes_its_operations_unavailable_and_health_degraded(
@@ -72,6 +77,10 @@ async def test_an_open_breaker_makes_its_operations_unavailable_and_health_degra
         assert health["providers"]["huggingface"]["available"] is False
         assert health["providers"]["local"] == {"state": "closed", "available": True}
         assert providers.health(["avatar"])["status"] == "ok"
+        assert providers.requests == {
+            ("huggingface", "pose", "transient"): 2,
+            ("huggingface", "pose", "unavailable"): 1,  # refused by the breaker, never sent
+        }
     assert [(t.old, t.new) for t in changes] == [("closed", "open")]
     assert len(server.requests) == 2
 
@@ -99,3 +108,20 @@ async def test_local_background_modes_stay_available_behind_an_open_breaker(
 def test_every_operation_needs_a_provider() -> None:
     with pytest.raises(ValueError, match="background"):
         Providers({})
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (ProviderUnavailable("open", retry_after_s=1.0), "unavailable"),
+        (RateLimitedUpstream("slow down", retry_after_s=1.0), "rate_limited"),
+        (Transient("blip"), "transient"),
+        (Permanent("no"), "permanent"),
+        (trio.TooSlowError(), "timeout"),
+        (RuntimeError("bug"), "error"),
+    ],
+)
+def test_each_failed_call_is_counted_under_its_most_specific_outcome(
+    error: Exception, outcome: str
+) -> None:
+    assert outcome_of(error) == outcome

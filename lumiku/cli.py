@@ -55,9 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     _config_arg(migrate)
     migrate.add_argument("--dry-run", action="store_true", help="print what would be applied")
-    from lumiku import operator_cli
+    from lumiku import flags_cli, operator_cli
 
     operator_cli.add_commands(commands, _config_arg)
+    flags_cli.add_commands(commands, _config_arg)
     show = commands.add_parser("config", help="configuration commands")
     show_commands = show.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     _config_arg(
@@ -89,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _migrate(args)
     if command in ("users", "credits", "reconcile"):
         return _operator(args)
+    if command == "flags":
+        return _flags(args)
     return _config_show(args)
 
 
@@ -100,6 +103,16 @@ def _operator(args: argparse.Namespace) -> int:
     from lumiku import operator_cli
 
     return operator_cli.run(args, settings)
+
+
+def _flags(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return EXIT_CONFIG
+    _quiet_logs(settings)
+    from lumiku import flags_cli
+
+    return flags_cli.run(args, settings)
 
 
 def _load(args: argparse.Namespace, *, bind: str | None = None) -> config.Settings | None:

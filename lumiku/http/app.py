@@ -44,6 +44,7 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
     app.extensions[LIMITER_KEY] = deps.limiter
     register_error_handlers(app)
     app.before_request(_record_route)
+    app.before_request(apps_routes.gate_disabled_apps)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(ws.blueprint)
     app.register_blueprint(accounts_routes.blueprint)

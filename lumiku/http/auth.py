@@ -15,7 +15,7 @@ from quart import g, request
 
 from lumiku.accounts.service import User, authenticate
 from lumiku.accounts.tokens import bearer
-from lumiku.errors import Forbidden
+from lumiku.errors import Forbidden, Unauthorized
 from lumiku.http.context import current_deps
 from lumiku.observability.logging import user_id_var
 
@@ -54,12 +54,34 @@ async def resolve(token: str | None) -> User:
     return user
 
 
+async def optional_user() -> User | None:
+    """The caller when a valid bearer token came with the request, else None (no 401)."""
+    known: User | None = g.get("lumiku_user")
+    if known is not None:
+        return known
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    try:
+        return await resolve(bearer(header))
+    except Unauthorized:
+        return None
+
+
+async def _user() -> User:
+    """This request's user, resolved once (a flag check may have done it already)."""
+    known: User | None = g.get("lumiku_user")
+    return (
+        known if known is not None else await resolve(bearer(request.headers.get("Authorization")))
+    )
+
+
 def authenticated(route: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Route decorator: 401 UNAUTHORIZED without a valid `Authorization: Bearer` token."""
 
     @functools.wraps(route)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        await resolve(bearer(request.headers.get("Authorization")))
+        await _user()
         return await route(*args, **kwargs)
 
     return wrapper
@@ -70,7 +92,7 @@ def admin_only(route: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(route)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        user = await resolve(bearer(request.headers.get("Authorization")))
+        user = await _user()
         require_role(user, ADMIN)
         return await route(*args, **kwargs)
 

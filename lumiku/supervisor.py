@@ -53,7 +53,7 @@ from lumiku.errors import (
     sole_exception,
     unwrapping_sole_exception,
 )
-from lumiku.flags import Flags
+from lumiku.flags import Flags, serve_flags
 from lumiku.http.app import create_app
 from lumiku.http.metrics import listener_app as metrics_listener_app
 from lumiku.http.ratelimit import RateLimiter
@@ -336,6 +336,8 @@ async def _serve(
             deps.store,
             settings.credits.reconcile_interval_s,
         )
+        if deps.flags is not None:
+            await services.start(serve_flags, deps.flags, deps.redis, settings.flags.refresh_s)
         await services.start(serve_payment_expiry, deps.store, settings.payments.expiry_check_s)
         await services.start(events.serve_fanout, deps.events)
         workers = await services.start(serve_workers, deps, worker_beacon)

@@ -21,15 +21,20 @@ SELECT id, user_id, merchant_order_id, package_id, credits, amount, payment_meth
 FROM payments WHERE merchant_order_id = $1
 
 -- name: settle_success
--- pending (or expired on our clock, yet paid) → success; nothing for any other status.
+-- pending → success; also expired (on our clock only) and failed by our own inquiry (a
+-- timeout is ambiguous: Duitku may have taken the order), since Duitku says it was paid.
+-- Never a payment Duitku itself reported failed (result_code set), nor a success twice.
 UPDATE payments SET status = 'success', result_code = $2, reference = COALESCE($3, reference),
                     paid_at = $4, updated_at = $4
-WHERE merchant_order_id = $1 AND status IN ('pending', 'expired')
+WHERE merchant_order_id = $1
+  AND (status IN ('pending', 'expired') OR (status = 'failed' AND result_code IS NULL))
 RETURNING id, user_id, credits
 
 -- name: settle_failed
+-- Also records Duitku's verdict on a payment our inquiry already gave up on.
 UPDATE payments SET status = 'failed', result_code = $2, failure = $3, updated_at = $4
-WHERE merchant_order_id = $1 AND status IN ('pending', 'expired')
+WHERE merchant_order_id = $1
+  AND (status IN ('pending', 'expired') OR (status = 'failed' AND result_code IS NULL))
 RETURNING id
 
 -- name: expire_due

@@ -6,6 +6,8 @@ create_payment   row `pending` (own commit) → Duitku inquiry → reference + p
 settle_callback  allowlist → fields → merchant → signature → order (404) → amount →
                  "00": pending|expired → success + `purchase` entry, ONE transaction
                  else: pending|expired → failed
+                 (a payment failed only by our inquiry, e.g. a timeout, still takes
+                 Duitku's verdict: Duitku may have taken the order after all)
 expire_due       pending past expires_at → expired (expiry.py runs it periodically)
 ```
 

@@ -89,6 +89,29 @@ async def test_a_failed_payment_is_never_credited_and_a_paid_one_never_failed(
     assert await ledger.balance(store, user) == 100 + CREDITS
 
 
+async def test_a_payment_failed_by_its_inquiry_is_still_credited_when_paid(
+    store: Store,
+) -> None:
+    """A timed-out inquiry may have reached Duitku: money Duitku reports received is kept."""
+    user = await new_user(store, balance=100)
+    order_id = await new_payment(store, user)
+    row = await store.fetch_one(Q.payment_by_order, order_id)
+    assert row is not None
+    await store.execute(Q.fail_created, row["id"], "Duitku did not answer", datetime.now(UTC))
+    assert await status_of(store, order_id) == "failed"
+    assert await service._credit(store, paid(order_id)) == "credited"
+    assert await service._credit(store, paid(order_id)) == "already_credited"
+    assert await ledger.balance(store, user) == 100 + CREDITS
+    # Duitku's own failure verdict on such a payment is final.
+    other = await new_payment(store, user)
+    other_row = await store.fetch_one(Q.payment_by_order, other)
+    assert other_row is not None
+    await store.execute(Q.fail_created, other_row["id"], "HTTP 500", datetime.now(UTC))
+    assert await service._fail(store, paid(other, "01")) == "failed"
+    assert await service._credit(store, paid(other)) is None
+    assert await ledger.balance(store, user) == 100 + CREDITS
+
+
 async def test_expiry_marks_only_due_pending_payments(store: Store) -> None:
     user = await new_user(store)
     due = await new_payment(store, user, expires_in_s=-1)

@@ -1,9 +1,10 @@
 """Schemathesis over every operation of `/openapi.json` against the live service (SPEC §12).
 
 The real `lumiku serve` runs as its own process on the embedded defaults (SQLite, local
-storage, local provider) with the built-in apps and rate limits off, so the fuzzer gets
-past the limiter. An admin account (made with `lumiku users create`) signs every request,
-so admin routes are explored too; `ignored_auth` still sends requests without the token.
+storage, local provider) with the built-in apps, payments on (against a Duitku that does
+not answer) and rate limits off, so the fuzzer gets past the limiter. An admin account
+(made with `lumiku users create`) signs every request, so admin routes are explored too;
+`ignored_auth` still sends requests without the token.
 
 Every check runs except `positive_data_acceptance`: the document states types, enums,
 ranges and unknown-field refusal exactly, but rules that JSON Schema cannot state
@@ -78,6 +79,15 @@ def service(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
             "LUMIKU_AUTH_ARGON2_TIME_COST": "1",
             "LUMIKU_AUTH_ARGON2_MEMORY_KIB": "1024",
             "LUMIKU_AUTH_ARGON2_PARALLELISM": "1",
+            # Payments on, with a Duitku nobody listens for: create answers its documented
+            # 502, callbacks and status their 400/404s.
+            "LUMIKU_PAYMENTS_ENABLED": "true",
+            "LUMIKU_DUITKU_MERCHANT_CODE": "D0001",
+            "LUMIKU_DUITKU_API_KEY": "fuzz-duitku-key",
+            "LUMIKU_DUITKU_BASE_URL": f"http://127.0.0.1:{free_port()}/webapi/api/merchant",
+            "LUMIKU_DUITKU_CALLBACK_URL": f"http://127.0.0.1:{port}/api/payment/duitku/callback",
+            "LUMIKU_DUITKU_RETURN_URL": "http://127.0.0.1/paid",
+            "LUMIKU_DUITKU_TIMEOUT_S": "2",
         },
     )
     log = (tmp_path / "service.log").open("wb")

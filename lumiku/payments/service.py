@@ -232,6 +232,8 @@ def source_allowed(allowlist: tuple[str, ...], address: str) -> bool:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:10.1.2.3 from a dual-stack socket is 10.1.2.3
     return any(ip in ipaddress.ip_network(cidr, strict=False) for cidr in allowlist)
 
 

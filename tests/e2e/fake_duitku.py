@@ -138,3 +138,17 @@ async def post_callback(
 ) -> httpx.Response:
     """POST the fields form-encoded, as Duitku does."""
     return await client.post("/api/payment/duitku/callback", data=fields, headers=headers or {})
+
+
+async def _serve_forever(port: int) -> None:
+    """Serve a fake Duitku on 127.0.0.1:`port` until killed (the fuzz run's Duitku)."""
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    await serve(FakeDuitku(), config)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    import sys
+
+    trio.run(_serve_forever, int(sys.argv[1]))

@@ -1,8 +1,8 @@
 """Schemathesis over every operation of `/openapi.json` against the live service (SPEC §12).
 
 The real `lumiku serve` runs as its own process on the embedded defaults (SQLite, local
-storage, local provider) with the built-in apps, payments on (against a Duitku that does
-not answer) and rate limits off, so the fuzzer gets past the limiter. An admin account
+storage, local provider) with the built-in apps, payments on (against the fake Duitku
+server) and rate limits off, so the fuzzer gets past the limiter. An admin account
 (made with `lumiku users create`) signs every request, so admin routes are explored too;
 `ignored_auth` still sends requests without the token.
 
@@ -51,13 +51,13 @@ def free_port() -> int:
         return port
 
 
-def wait_until_up(base_url: str, process: subprocess.Popen[bytes]) -> None:
-    """Poll `/health` until it answers (bounded; fails if the process exits)."""
+def wait_until_up(base_url: str, process: subprocess.Popen[bytes], path: str = "/health") -> None:
+    """Poll `path` until it answers (bounded; fails if the process exits)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         assert process.poll() is None, "the service exited during start-up"
         try:
-            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{base_url}{path}", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -68,7 +68,7 @@ def wait_until_up(base_url: str, process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """The base URL of a running `lumiku serve` and its environment."""
-    port = free_port()
+    port, duitku_port = free_port(), free_port()
     env = base_env(
         tmp_path,
         {
@@ -79,28 +79,36 @@ def service(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
             "LUMIKU_AUTH_ARGON2_TIME_COST": "1",
             "LUMIKU_AUTH_ARGON2_MEMORY_KIB": "1024",
             "LUMIKU_AUTH_ARGON2_PARALLELISM": "1",
-            # Payments on, with a Duitku nobody listens for: create answers its documented
-            # 502, callbacks and status their 400/404s.
+            # Payments on, against the fake Duitku (tests/e2e/fake_duitku.py).
             "LUMIKU_PAYMENTS_ENABLED": "true",
             "LUMIKU_DUITKU_MERCHANT_CODE": "D0001",
             "LUMIKU_DUITKU_API_KEY": "fuzz-duitku-key",
-            "LUMIKU_DUITKU_BASE_URL": f"http://127.0.0.1:{free_port()}/webapi/api/merchant",
+            "LUMIKU_DUITKU_BASE_URL": f"http://127.0.0.1:{duitku_port}/webapi/api/merchant",
             "LUMIKU_DUITKU_CALLBACK_URL": f"http://127.0.0.1:{port}/api/payment/duitku/callback",
             "LUMIKU_DUITKU_RETURN_URL": "http://127.0.0.1/paid",
             "LUMIKU_DUITKU_TIMEOUT_S": "2",
         },
     )
     log = (tmp_path / "service.log").open("wb")
+    duitku = subprocess.Popen(
+        [sys.executable, "-m", "tests.e2e.fake_duitku", str(duitku_port)],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     process = subprocess.Popen(
         [sys.executable, "-m", "lumiku", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
+        wait_until_up(f"http://127.0.0.1:{duitku_port}", duitku, path="/")
         wait_until_up(base_url, process)
         yield base_url, env
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        for child in (process, duitku):
+            child.terminate()
+            child.wait(timeout=30)
         log.close()
 
 

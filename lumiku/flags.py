@@ -182,17 +182,18 @@ async def serve_flags(
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Keep `flags.overrides` in step with Redis until cancelled (returns at once without
-    Redis). Reads once before reporting started, so the service never serves a stale set."""
+    Redis). Subscribes, then reads once, then reports started: no change made after the
+    service is ready can be missed, and none made before is ignored."""
     if redis is None:
         task_status.started()
         return None
-    try:
-        await refresh(flags, redis)
-    except RedisUnavailable as exc:
-        log.warning("flags.refresh_failed", error=str(exc))
-    task_status.started()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_listen, flags, redis)
+        await nursery.start(_listen, flags, redis)
+        try:
+            await refresh(flags, redis)
+        except RedisUnavailable as exc:
+            log.warning("flags.refresh_failed", error=str(exc))
+        task_status.started()
         while True:
             await trio.sleep(refresh_s)
             try:
@@ -201,16 +202,26 @@ async def serve_flags(
                 log.warning("flags.refresh_failed", error=str(exc))
 
 
-async def _listen(flags: Flags, redis: Client) -> NoReturn:
-    """Refresh as soon as `lumiku flags set` announces a change."""
+async def _listen(
+    flags: Flags, redis: Client, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> NoReturn:
+    """Refresh as soon as `lumiku flags set` announces a change. Reports started once
+    subscribed (or once the first attempt failed: the periodic re-read still works)."""
+    started = False
     while True:
         try:
             async with open_subscription(redis, CHANNEL) as subscription:
+                if not started:
+                    started = True
+                    task_status.started()
                 while True:
                     await subscription.receive()
                     await refresh(flags, redis)
         except RedisUnavailable as exc:
             log.warning("flags.subscription_lost", error=str(exc))
+        if not started:
+            started = True
+            task_status.started()
         await trio.sleep(SUBSCRIBE_BACKOFF_S)
 
 

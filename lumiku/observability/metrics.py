@@ -194,6 +194,7 @@ class _ServiceCollector:
         yield from self._http()
         yield from self._jobs()
         yield from self._credits()
+        yield from self._payments()
         yield from self._events()
         yield from self._providers()
         yield from self._ratelimit()
@@ -271,6 +272,30 @@ class _ServiceCollector:
             "Credits refunded as jobs ended here, by app.",
             ("app",),
             totals.refunded_total.items(),
+        )
+
+    def _payments(self) -> Iterator[Metric]:
+        duitku = self._deps.duitku
+        if duitku is None:  # payments disabled: no series at all
+            return
+        yield _counter(
+            "lumiku_payments",
+            "Payments created here and callbacks handled here, by outcome (created, "
+            "provider_error, credited, already_credited, failed, already_failed).",
+            ("outcome",),
+            duitku.outcomes.items(),
+        )
+        yield _counter(
+            "lumiku_payment_callbacks_rejected",
+            "Payment callbacks refused here, by reason.",
+            ("reason",),
+            duitku.rejections.items(),
+        )
+        yield _counter(
+            "lumiku_credits_purchased",
+            "Credits bought through payments credited here.",
+            (),
+            [((), duitku.credits_purchased)],
         )
 
     def _events(self) -> Iterator[Metric]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -125,6 +126,10 @@ class Duitku:
     timeout_s: float
     http: httpx.AsyncClient
     breaker: Breaker
+    # What this instance saw, for the metrics endpoint (read at scrape time).
+    outcomes: Counter[str] = attrs.field(factory=Counter, init=False)
+    rejections: Counter[str] = attrs.field(factory=Counter, init=False)
+    credits_purchased: int = attrs.field(default=0, init=False)
 
     def callback_signature(self, amount: str, order_id: str) -> str:
         return callback_signature(self.merchant_code, amount, order_id, self.api_key)

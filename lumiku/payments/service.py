@@ -189,6 +189,7 @@ async def create_payment(
     except (InquiryFailed, ProviderUnavailable) as exc:
         reason = exc.reason if isinstance(exc, InquiryFailed) else str(exc)
         await deps.store.execute(Q.fail_created, payment_id, reason, _now())
+        duitku.outcomes["provider_error"] += 1
         log.warning("payment.inquiry_failed", merchant_order_id=order_id, reason=reason)
         raise PaymentProviderError(
             "The payment provider could not start this payment; nothing was charged. "
@@ -198,6 +199,7 @@ async def create_payment(
     await deps.store.execute(
         Q.record_inquiry, payment_id, answer.reference, answer.payment_url, now
     )
+    duitku.outcomes["created"] += 1
     log.info(
         "payment.created",
         merchant_order_id=order_id,
@@ -245,6 +247,7 @@ async def settle_callback(deps: Deps, fields: Mapping[str, Any], client_ip: str)
     order_id = str(fields.get("merchantOrderId", ""))[:64]
 
     def reject(error: Exception, reason: str) -> Exception:
+        duitku.rejections[reason] += 1
         log.warning(
             "payment.callback_rejected",
             security=True,
@@ -285,6 +288,9 @@ async def settle_callback(deps: Deps, fields: Mapping[str, Any], client_ip: str)
             ),
             f"state_{status}",
         )
+    duitku.outcomes[outcome] += 1
+    if outcome == "credited":
+        duitku.credits_purchased += int(row["credits"])
     log.info(
         "payment.callback",
         merchant_order_id=callback.merchant_order_id,

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 
 from lumiku.payments.duitku import md5_hex
 from tests.e2e.fake_duitku import (
@@ -60,6 +61,19 @@ async def create(svc: Service, auth: dict[str, str], **body: Any) -> httpx.Respo
     return await svc.client.post(
         "/api/payment/duitku/create", json={"package_id": "starter", **body}, headers=auth
     )
+
+
+async def samples(svc: Service) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The payment series of /metrics: (sample name, labels) → value."""
+    response = await svc.client.get("/metrics")
+    assert response.status_code == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        if "payment" in family.name or "purchased" in family.name
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
 
 
 async def balance(svc: Service, auth: dict[str, str]) -> int:
@@ -136,6 +150,12 @@ async def test_a_callback_replayed_concurrently_credits_once(
         status = await svc.client.get(f"/api/payment/status/{order_id}", headers=auth)
         assert status.json()["status"] == "success"
         assert status.json()["paid_at"]
+        assert await samples(svc) == {
+            ("lumiku_payments_total", (("outcome", "created"),)): 1,
+            ("lumiku_payments_total", (("outcome", "credited"),)): 1,
+            ("lumiku_payments_total", (("outcome", "already_credited"),)): 9,
+            ("lumiku_credits_purchased_total", ()): STARTER["credits"],
+        }
         # JSON callbacks are accepted too (a replay here: still credited once).
         as_json = await svc.client.post("/api/payment/duitku/callback", json=fields)
         assert (as_json.status_code, as_json.text) == (200, "SUCCESS")
@@ -179,6 +199,18 @@ async def test_bad_callbacks_are_refused_and_credit_nothing(
         assert rejected["client_ip"] == "127.0.0.1"
         await svc.wait_for_log(event="payment.callback_rejected", request_id="cb-unknown-order")
         assert API_KEY not in svc.log_text()
+        rejected_series = {
+            dict(labels)["reason"]: value
+            for (name, labels), value in (await samples(svc)).items()
+            if name == "lumiku_payment_callbacks_rejected_total"
+        }
+        assert rejected_series == {
+            "signature": 2,
+            "amount": 1,
+            "merchant": 1,
+            "unknown_order": 1,
+            "missing_signature": 1,
+        }
 
 
 @pytest.mark.parametrize(

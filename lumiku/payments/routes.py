@@ -2,6 +2,10 @@
 
 With `payments.enabled = false` every route but `packages` answers 404 `PAYMENTS_DISABLED`
 (`packages` answers it too: nothing is on sale).
+
+The callback checks its source (the client IP of SPEC §12 against `duitku.ip_allowlist`)
+before it reads the body; every refusal from there on, a body that is not form fields or a
+JSON object included, is logged as `payment.callback_rejected`.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from typing import Any
 import attrs
 from quart import Blueprint, Response, request
 
-from lumiku.errors import FieldError, UnsupportedMediaType, ValidationFailed
+from lumiku.errors import ClientError, FieldError, UnsupportedMediaType, ValidationFailed
 from lumiku.http.auth import authenticated, current_user, user_identity
 from lumiku.http.bodies import is_json_type, read_body, read_json
 from lumiku.http.context import current_deps
@@ -59,7 +63,15 @@ async def create() -> tuple[dict[str, Any], int]:
 async def callback() -> Response:
     deps = current_deps()
     service.client(deps)
-    outcome = await service.settle_callback(deps, await _callback_fields(), client_ip())
+    address = client_ip()
+    service.check_source(deps, address)  # 403 before the body is even read
+    try:
+        fields = await _callback_fields()
+    except UnsupportedMediaType as exc:
+        raise service.rejected(deps, exc, "content_type", address) from None
+    except ClientError as exc:  # INVALID_JSON, a JSON body that is not an object
+        raise service.rejected(deps, exc, "body", address) from None
+    outcome = await service.settle_callback(deps, fields, address)
     return Response("SUCCESS", status=200, mimetype="text/plain", headers={"X-Outcome": outcome})
 
 

@@ -239,6 +239,30 @@ def source_allowed(allowlist: tuple[str, ...], address: str) -> bool:
     return any(ip in ipaddress.ip_network(cidr, strict=False) for cidr in allowlist)
 
 
+def rejected(
+    deps: Deps, error: Exception, reason: str, client_ip: str, order_id: str | None = None
+) -> Exception:
+    """Log a refused callback as a security event (`payment.callback_rejected`: the reason,
+    the client IP, the order id if any; the request id comes with every log line), count
+    it for the metrics, and hand back `error` to raise."""
+    client(deps).rejections[reason] += 1
+    log.warning(
+        "payment.callback_rejected",
+        security=True,
+        reason=reason,
+        client_ip=client_ip,
+        merchant_order_id=order_id or None,
+    )
+    return error
+
+
+def check_source(deps: Deps, client_ip: str) -> None:
+    """CallbackSourceForbidden (403, logged) unless `client_ip` is in `duitku.ip_allowlist`.
+    The route calls it before reading the body, so a stranger learns nothing more."""
+    if not source_allowed(deps.settings.duitku.ip_allowlist, client_ip):
+        raise rejected(deps, CallbackSourceForbidden(), "source_not_allowed", client_ip)
+
+
 async def settle_callback(deps: Deps, fields: Mapping[str, Any], client_ip: str) -> str:
     """Apply one Duitku callback; returns what happened ("credited", "already_credited",
     "failed", "already_failed"). Every refusal raises a ClientError and is logged as a
@@ -247,18 +271,9 @@ async def settle_callback(deps: Deps, fields: Mapping[str, Any], client_ip: str)
     order_id = str(fields.get("merchantOrderId", ""))[:64]
 
     def reject(error: Exception, reason: str) -> Exception:
-        duitku.rejections[reason] += 1
-        log.warning(
-            "payment.callback_rejected",
-            security=True,
-            reason=reason,
-            client_ip=client_ip,
-            merchant_order_id=order_id or None,
-        )
-        return error
+        return rejected(deps, error, reason, client_ip, order_id)
 
-    if not source_allowed(deps.settings.duitku.ip_allowlist, client_ip):
-        raise reject(CallbackSourceForbidden(), "source_not_allowed")
+    check_source(deps, client_ip)
     try:
         callback = Callback.from_fields(fields)
     except KeyError as missing:

@@ -182,13 +182,22 @@ async def test_bad_callbacks_are_refused_and_credit_nothing(
             )
             assert response.status_code == expected, (name, response.text)
             assert response.headers["content-type"] == "application/problem+json"
-        missing = FakeDuitku.callback_fields(order_id, price)
+        fields = FakeDuitku.callback_fields(order_id, price)
+        missing = dict(fields)
         del missing["signature"]
         assert (await post_callback(svc.client, missing)).status_code == 400
         wrong_type = await svc.client.post(
             "/api/payment/duitku/callback", content=b"x", headers={"content-type": "text/plain"}
         )
         assert wrong_type.status_code == 415
+        not_json = await svc.client.post(
+            "/api/payment/duitku/callback",
+            content=b'{"merchantCode": ',
+            headers={"content-type": "application/json", "X-Request-ID": "cb-not-json"},
+        )
+        assert (not_json.status_code, not_json.json()["code"]) == (400, "INVALID_JSON")
+        not_an_object = await svc.client.post("/api/payment/duitku/callback", json=[fields])
+        assert not_an_object.status_code == 400
         assert await balance(svc, auth) == WELCOME
         status = await svc.client.get(f"/api/payment/status/{order_id}", headers=auth)
         assert status.json()["status"] == "pending"
@@ -198,6 +207,10 @@ async def test_bad_callbacks_are_refused_and_credit_nothing(
         assert rejected["reason"] == "signature"
         assert rejected["client_ip"] == "127.0.0.1"
         await svc.wait_for_log(event="payment.callback_rejected", request_id="cb-unknown-order")
+        body_rejected = await svc.wait_for_log(
+            event="payment.callback_rejected", request_id="cb-not-json"
+        )
+        assert (body_rejected["reason"], body_rejected["security"]) == ("body", True)
         assert API_KEY not in svc.log_text()
         rejected_series = {
             dict(labels)["reason"]: value
@@ -210,6 +223,8 @@ async def test_bad_callbacks_are_refused_and_credit_nothing(
             "merchant": 1,
             "unknown_order": 1,
             "missing_signature": 1,
+            "content_type": 1,
+            "body": 2,
         }
 
 
@@ -243,6 +258,17 @@ async def test_the_ip_allowlist_uses_the_trusted_client_ip(
         assert await balance(svc, auth) == credited
         if expected == 403:
             assert response.json()["code"] == "CALLBACK_SOURCE_FORBIDDEN"
+            # The source is checked before the body is read: a stranger's junk is 403 too.
+            junk = await svc.client.post(
+                "/api/payment/duitku/callback",
+                content=b"junk",
+                headers={**headers, "content-type": "text/plain", "X-Request-ID": "cb-junk"},
+            )
+            assert junk.status_code == 403
+            logged = await svc.wait_for_log(event="payment.callback_rejected", request_id="cb-junk")
+            trusted = "LUMIKU_HTTP_TRUSTED_PROXIES" in env
+            client_ip = headers["X-Forwarded-For"] if trusted else "127.0.0.1"
+            assert (logged["reason"], logged["client_ip"]) == ("source_not_allowed", client_ip)
 
 
 async def test_a_failed_payment_refuses_a_later_success(tmp_path: Path, database_url: str) -> None:

@@ -4,24 +4,35 @@ With `payments.enabled = false` every route but `packages` answers 404 `PAYMENTS
 (`packages` answers it too: nothing is on sale).
 
 The callback checks its source (the client IP of SPEC §12 against `duitku.ip_allowlist`)
-before it reads the body; every refusal from there on, a body that is not form fields or a
-JSON object included, is logged as `payment.callback_rejected`.
+before it reads the body; every refusal, its rate limit and a body that is not form fields
+or a JSON object included, is logged as `payment.callback_rejected`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from quart import Blueprint, Response, request
 
-from lumiku.errors import ClientError, FieldError, UnsupportedMediaType, ValidationFailed
+from lumiku.errors import (
+    ClientError,
+    FieldError,
+    RateLimited,
+    RateLimiterUnavailable,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from lumiku.http.auth import authenticated, current_user, user_identity
 from lumiku.http.bodies import is_json_type, read_body, read_json
 from lumiku.http.context import current_deps
 from lumiku.http.ratelimit import client_ip, rate_limited
 from lumiku.observability.logging import request_id_var
 from lumiku.payments import service
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
 
 blueprint = Blueprint("payments", __name__, url_prefix="/api/payment")
 
@@ -58,7 +69,28 @@ async def create() -> tuple[dict[str, Any], int]:
     return answer, 201
 
 
+def _rate_limit_logged(
+    handler: Callable[[], Awaitable[Response]],
+) -> Callable[[], Awaitable[Response]]:
+    """Log and count a callback refused by its rate limit (429, or 503 while the limiter's
+    store is down: money routes fail closed) as a rejected callback too."""
+
+    @functools.wraps(handler)
+    async def logged() -> Response:
+        try:
+            return await handler()
+        except (RateLimited, RateLimiterUnavailable) as exc:
+            deps = current_deps()
+            if not deps.settings.payments.enabled:
+                raise
+            reason = "rate_limited" if isinstance(exc, RateLimited) else "ratelimit_unavailable"
+            raise service.rejected(deps, exc, reason, client_ip()) from None
+
+    return logged
+
+
 @blueprint.post("/duitku/callback")
+@_rate_limit_logged
 @rate_limited("payment_callback")
 async def callback() -> Response:
     deps = current_deps()

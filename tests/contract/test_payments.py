@@ -163,3 +163,41 @@ async def test_reconcile_finds_a_purchase_without_a_successful_payment(store: St
     assert [(d.kind, d.user_id, d.actual) for d in report.discrepancies] == [
         ("purchase_without_payment", user, CREDITS)
     ]
+
+
+async def test_success_and_failure_callbacks_racing_settle_one_verdict(store: Store) -> None:
+    """Duitku's "00" and "01" for one order arriving together: exactly one verdict wins, the
+    losers move nothing, and the credit matches the final status."""
+    user = await new_user(store, balance=100)
+    orders = [await new_payment(store, user) for _ in range(4)]
+    outcomes: dict[str, list[str | None]] = {order_id: [] for order_id in orders}
+
+    async def settle(order_id: str, result_code: str) -> None:
+        if result_code == "00":
+            outcome = await service._credit(store, paid(order_id))
+        else:
+            outcome = await service._fail(store, paid(order_id, result_code))
+        outcomes[order_id].append(outcome)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            for order_id in orders:
+                for i in range(10):
+                    nursery.start_soon(settle, order_id, "00" if i % 2 else "01")
+    credited = 0
+    for order_id, seen in outcomes.items():
+        final = await status_of(store, order_id)
+        if final == "success":
+            assert sorted(seen, key=str) == sorted(
+                ["already_credited"] * 4 + ["credited"] + [None] * 5, key=str
+            )
+            credited += CREDITS
+        else:
+            assert final == "failed"
+            assert sorted(seen, key=str) == sorted(
+                ["already_failed"] * 4 + ["failed"] + [None] * 5, key=str
+            )
+    assert await ledger.balance(store, user) == 100 + credited
+    entries = await store.fetch_all(PQ.purchase_entries)
+    assert len(entries) == credited // CREDITS
+    assert (await reconcile(store, checks=CHECKS)).ok

@@ -357,3 +357,54 @@ async def test_payments_disabled_answer_404(tmp_path: Path, sqlite_url: str) -> 
             response = await svc.client.request(method, path, headers=auth, json={})
             assert response.status_code == 404, (path, response.text)
             assert response.json()["code"] == "PAYMENTS_DISABLED"
+
+
+async def test_the_running_service_expires_pending_payments(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The supervisor's expiry task marks a payment left pending `expired`; Duitku's late
+    verdict still counts: paid → credited once, failed → failed."""
+    env = {"LUMIKU_PAYMENTS_EXPIRY_S": "1", "LUMIKU_PAYMENTS_EXPIRY_CHECK_S": "0.05"}
+    async with payment_service(tmp_path, database_url, **env) as (svc, fake):
+        auth = await buyer(svc)
+        paid_late = (await create(svc, auth)).json()["merchant_order_id"]
+        failed_late = (await create(svc, auth)).json()["merchant_order_id"]
+        assert [i["expiryPeriod"] for i in fake.inquiries] == [1, 1]  # minutes, rounded up
+        for order_id in (paid_late, failed_late):
+            await svc.wait_for_log(event="payment.expired", merchant_order_id=order_id)
+            status = await svc.client.get(f"/api/payment/status/{order_id}", headers=auth)
+            assert status.json()["status"] == "expired"
+        price = STARTER["price_idr"]
+        for _ in range(2):
+            reply = await post_callback(svc.client, FakeDuitku.callback_fields(paid_late, price))
+            assert (reply.status_code, reply.text) == (200, "SUCCESS")
+        reply = await post_callback(
+            svc.client, FakeDuitku.callback_fields(failed_late, price, "02")
+        )
+        assert (reply.status_code, reply.text) == (200, "SUCCESS")
+        statuses = [
+            (await svc.client.get(f"/api/payment/status/{o}", headers=auth)).json()["status"]
+            for o in (paid_late, failed_late)
+        ]
+        assert statuses == ["success", "failed"]
+        assert await balance(svc, auth) == WELCOME + STARTER["credits"]
+
+
+async def test_callbacks_are_rate_limited_per_ip_and_the_refusal_logged(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = {"LUMIKU_RATELIMIT_PAYMENT_CALLBACK": "2/1m"}
+    async with payment_service(tmp_path, database_url, **env) as (svc, _fake):
+        auth = await buyer(svc)
+        order_id = (await create(svc, auth)).json()["merchant_order_id"]
+        fields = FakeDuitku.callback_fields(order_id, STARTER["price_idr"])
+        replies = [
+            await post_callback(svc.client, fields, {"X-Request-ID": f"cb-limit-{i}"})
+            for i in range(3)
+        ]
+        assert [r.status_code for r in replies] == [200, 200, 429]
+        assert replies[2].json()["code"] == "RATE_LIMITED"
+        assert "retry-after" in replies[2].headers
+        logged = await svc.wait_for_log(event="payment.callback_rejected", request_id="cb-limit-2")
+        assert (logged["reason"], logged["client_ip"]) == ("rate_limited", "127.0.0.1")
+        assert await balance(svc, auth) == WELCOME + STARTER["credits"]

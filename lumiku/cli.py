@@ -1,7 +1,9 @@
 """The `lumiku` command line (SPEC §2).
 
 Exit codes: 0 ok; 1 failed or forced stop; 2 invalid configuration (every problem listed,
-never a traceback); 3 a dependency unreachable; 4 schema behind or ahead.
+never a traceback); 3 a dependency unreachable; 4 schema behind or ahead. `check` reports a
+schema behind as a warning (exit 0) where `serve` would migrate it by itself (outside
+production, or with `database.auto_migrate`), and as exit 4 where `serve` would refuse it.
 """
 
 from __future__ import annotations
@@ -142,10 +144,13 @@ def _quiet_logs(settings: config.Settings | None) -> None:
 
 @attrs.frozen
 class CheckLine:
+    """One line of `lumiku check`: passed, passed with a warning, or failed with its code."""
+
     name: str
     ok: bool
     detail: str
     exit_code: int = EXIT_OK
+    warning: bool = False
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -173,16 +178,24 @@ def _report(lines: list[CheckLine], as_json: bool, code: int) -> int:
                 {
                     "ok": code == EXIT_OK,
                     "exit_code": code,
-                    "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in lines],
+                    "checks": [
+                        {"name": c.name, "ok": c.ok, "warning": c.warning, "detail": c.detail}
+                        for c in lines
+                    ],
                 },
                 indent=2,
             )
         )
     else:
         for line in lines:
-            print(f"{'ok  ' if line.ok else 'FAIL'}  {line.name:<10} {line.detail}")
+            verdict = "FAIL" if not line.ok else "WARN" if line.warning else "ok  "
+            print(f"{verdict}  {line.name:<10} {line.detail}")
         failures = sum(1 for line in lines if not line.ok)
-        print("all checks passed" if not failures else f"{failures} check(s) failed (exit {code})")
+        warnings = sum(1 for line in lines if line.warning)
+        if failures:
+            print(f"{failures} check(s) failed (exit {code})")
+        else:
+            print("all checks passed" + (f", {warnings} warning(s)" if warnings else ""))
     return code
 
 
@@ -249,14 +262,28 @@ async def _database_check(settings: config.Settings, open_database: Any) -> Chec
             EXIT_SCHEMA,
         )
     if status.pending:
-        return CheckLine(
-            "database",
-            False,
-            f"{url} schema is behind: {len(status.pending)} pending ({', '.join(status.pending)}); "
-            "run `lumiku migrate`",
-            EXIT_SCHEMA,
-        )
+        pending = ", ".join(status.pending)
+        behind = f"{url} schema is behind: {len(status.pending)} pending ({pending})"
+        if _serve_migrates(settings):
+            return CheckLine(
+                "database",
+                True,
+                f"{behind}; `serve` applies them at start ({_why_serve_migrates(settings)})",
+                warning=True,
+            )
+        return CheckLine("database", False, f"{behind}; run `lumiku migrate`", EXIT_SCHEMA)
     return CheckLine("database", True, f"{url} schema version {status.version} (current)")
+
+
+def _serve_migrates(settings: config.Settings) -> bool:
+    """Whether `serve` applies pending migrations by itself (`supervisor.prepare_schema`)."""
+    return not settings.is_production or settings.database.auto_migrate
+
+
+def _why_serve_migrates(settings: config.Settings) -> str:
+    if settings.is_production:
+        return "database.auto_migrate = true"
+    return f"environment = {settings.environment!r}"
 
 
 def _short(exc: BaseException) -> str:

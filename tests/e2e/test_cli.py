@@ -53,11 +53,23 @@ def test_check_alias_and_json(tmp_path: Path) -> None:
     assert {c["name"] for c in report["checks"]} >= {"config", "database", "redis", "storage"}
 
 
-def test_check_reports_a_schema_behind_with_4(tmp_path: Path) -> None:
-    result = lumiku(tmp_path, "--check")  # a fresh SQLite file has every migration pending
-    assert result.returncode == 4, result.stdout + result.stderr
-    assert "schema is behind" in result.stdout
-    assert "lumiku migrate" in result.stdout
+@pytest.mark.parametrize("environment", ["development", "test"])
+def test_check_warns_of_a_schema_behind_where_serve_migrates_it(
+    tmp_path: Path, environment: str
+) -> None:
+    # A fresh var dir: the SQLite file has every migration pending, which `serve` applies
+    # by itself outside production.
+    result = lumiku(tmp_path, "--check", env={"LUMIKU_ENVIRONMENT": environment})
+    assert result.returncode == 0, result.stdout + result.stderr
+    (warning,) = [line for line in result.stdout.splitlines() if line.startswith("WARN")]
+    assert warning.split()[1] == "database"
+    assert "schema is behind" in warning
+    assert "0001_initial" in warning
+    assert "`serve` applies them at start" in warning
+    assert result.stdout.splitlines()[-1] == "all checks passed, 1 warning(s)"
+    report = json.loads(lumiku(tmp_path, "check", "--json").stdout)
+    database = next(c for c in report["checks"] if c["name"] == "database")
+    assert (report["exit_code"], database["ok"], database["warning"]) == (0, True, True)
 
 
 def test_check_reports_an_unreachable_database_with_3(tmp_path: Path) -> None:
@@ -85,6 +97,7 @@ def test_check_names_the_providers_and_deep_probes_the_http_one(tmp_path: Path) 
     assert line == {
         "name": "providers",
         "ok": True,
+        "warning": False,
         "detail": "avatar=local, pose=local, background=local",
     }
     hf = {
@@ -143,7 +156,9 @@ def test_migrate_dry_run_applies_nothing(tmp_path: Path) -> None:
     dry = lumiku(tmp_path, "migrate", "--dry-run")
     assert dry.returncode == 0
     assert "would apply 0001_initial" in dry.stdout
-    assert lumiku(tmp_path, "--check").returncode == 4  # still behind
+    still_behind = lumiku(tmp_path, "--check")
+    assert still_behind.returncode == 0
+    assert "schema is behind" in still_behind.stdout
     real = lumiku(tmp_path, "migrate")
     assert "applied 0001_initial" in real.stdout
     again = lumiku(tmp_path, "migrate")
@@ -181,25 +196,46 @@ def test_version(tmp_path: Path) -> None:
 def test_check_on_postgres_behind_then_migrated(tmp_path: Path, postgres_empty_url: str) -> None:
     env = {"LUMIKU_DATABASE_URL": postgres_empty_url}
     behind = lumiku(tmp_path, "--check", "--json", env=env)
-    assert behind.returncode == 4, behind.stdout + behind.stderr
+    assert behind.returncode == 0, behind.stdout + behind.stderr  # `serve` would migrate it
     report = json.loads(behind.stdout)
     database = next(c for c in report["checks"] if c["name"] == "database")
-    assert not database["ok"]
+    assert (database["ok"], database["warning"]) == (True, True)
     assert "0001_initial" in database["detail"]
     assert lumiku(tmp_path, "migrate", env=env).returncode == 0
-    assert lumiku(tmp_path, "--check", env=env).returncode == 0
+    current = lumiku(tmp_path, "--check", env=env)
+    assert current.returncode == 0
+    assert current.stdout.splitlines()[-1] == "all checks passed"
+
+
+PRODUCTION = {
+    "LUMIKU_ENVIRONMENT": "production",
+    "LUMIKU_REDIS_URL": "redis://127.0.0.1:6379/15",
+    "LUMIKU_AUTH_JWT_SECRET": STRONG_SECRET,
+    "LUMIKU_METRICS_TOKEN": "metrics-token-abcdef",
+}
+
+
+def test_check_refuses_a_schema_behind_in_production_with_4(
+    tmp_path: Path, postgres_empty_url: str
+) -> None:
+    env = {**PRODUCTION, "LUMIKU_DATABASE_URL": postgres_empty_url}
+    result = lumiku(tmp_path, "--check", env=env)
+    assert result.returncode == 4, result.stdout + result.stderr
+    (failed,) = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert failed.split()[1] == "database"
+    assert "schema is behind" in failed
+    assert "run `lumiku migrate`" in failed
+    assert not any(line.startswith("WARN") for line in result.stdout.splitlines())
+    # with database.auto_migrate, `serve` migrates in production too: a warning again
+    auto = lumiku(tmp_path, "--check", env={**env, "LUMIKU_DATABASE_AUTO_MIGRATE": "true"})
+    assert auto.returncode == 0, auto.stdout + auto.stderr
+    assert "database.auto_migrate = true" in auto.stdout
 
 
 def test_serve_refuses_a_schema_behind_in_production(
     tmp_path: Path, postgres_empty_url: str
 ) -> None:
-    env = {
-        "LUMIKU_ENVIRONMENT": "production",
-        "LUMIKU_DATABASE_URL": postgres_empty_url,
-        "LUMIKU_REDIS_URL": "redis://127.0.0.1:6379/15",
-        "LUMIKU_AUTH_JWT_SECRET": STRONG_SECRET,
-        "LUMIKU_METRICS_TOKEN": "metrics-token-abcdef",
-    }
+    env = {**PRODUCTION, "LUMIKU_DATABASE_URL": postgres_empty_url}
     result = lumiku(tmp_path, "serve", env=env)
     assert result.returncode == 4, result.stdout + result.stderr
     assert "service.schema_mismatch" in result.stdout

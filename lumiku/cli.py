@@ -34,6 +34,8 @@ EXIT_CONFIG: Final = exit_codes.CONFIG
 EXIT_UNREACHABLE: Final = exit_codes.UNREACHABLE
 EXIT_SCHEMA: Final = exit_codes.SCHEMA
 
+log = logs.get_logger(__name__)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lumiku", description="The Lumiku service.")
@@ -131,7 +133,14 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _load(args, bind=getattr(args, "bind", None))
     if settings is None:
         return EXIT_CONFIG
-    logs.configure(settings.log.level, settings.log.format, settings.secret_values())
+    logs.configure(
+        settings.log.level,
+        settings.log.format,
+        settings.secret_values(),
+        journal_stream=settings.systemd.journal_stream,
+    )
+    if settings.service_links:
+        log.info("config.service_links_ignored", names=list(settings.service_links))
     from lumiku import supervisor
 
     return trio.run(supervisor.run, settings)
@@ -139,7 +148,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _quiet_logs(settings: config.Settings | None) -> None:
     secrets = settings.secret_values() if settings else ()
-    logs.configure("error", "console", secrets, stream=sys.stderr)
+    journal = settings.systemd.journal_stream if settings else ""
+    logs.configure("error", "console", secrets, stream=sys.stderr, journal_stream=journal)
 
 
 @attrs.frozen
@@ -164,7 +174,10 @@ def _check(args: argparse.Namespace) -> int:
     source = next(
         (s for s in settings.sources.values() if s.startswith("file ")), "defaults and environment"
     )
-    lines = [CheckLine("config", True, f"{settings.environment}, from {source}")]
+    detail = f"{settings.environment}, from {source}"
+    if settings.service_links:
+        detail += f"; {len(settings.service_links)} Kubernetes service link(s) ignored"
+    lines = [CheckLine("config", True, detail)]
     lines += trio.run(_dependency_checks, settings, bool(getattr(args, "deep", False)))
     failed = [line.exit_code for line in lines if not line.ok]
     code = EXIT_UNREACHABLE if EXIT_UNREACHABLE in failed else max(failed, default=EXIT_OK)

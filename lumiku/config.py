@@ -12,11 +12,13 @@ problem is collected and raised together as one `ConfigError`, each naming key a
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import secrets
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -107,6 +109,51 @@ ALIASES: Final[Mapping[str, str]] = {
 NOT_SETTINGS: Final = frozenset({"LUMIKU_CONFIG", "LUMIKU_REQUIRE_SERVICES"})
 NOT_SETTINGS_PREFIXES: Final = ("LUMIKU_TEST_", "LUMIKU_BENCH_")
 
+# Kubernetes gives every pod service links for every Service of its namespace: a Service
+# `lumiku` (or `lumiku-redis`, `lumiku-postgresql`, … whose names start the same) sets
+# LUMIKU_SERVICE_HOST=10.0.0.9, LUMIKU_SERVICE_PORT=8000, LUMIKU_SERVICE_PORT_<PORTNAME>=8000,
+# LUMIKU_PORT=tcp://10.0.0.9:8000, LUMIKU_PORT_8000_TCP=tcp://10.0.0.9:8000 and
+# LUMIKU_PORT_8000_TCP_{PROTO,PORT,ADDR}. They are not settings and are ignored (one log
+# line, `config.service_links_ignored`) when both the name and the value have exactly
+# that shape; anything else under LUMIKU_ that is no setting stays an error, so a typo
+# still stops the start. A setting's own name is looked up first and always wins.
+_SERVICE: Final = r"LUMIKU(?:_[A-Z0-9_]+)?"
+_PROTOCOL: Final = r"_\d{1,5}_(?:TCP|UDP|SCTP)"
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_port(text: str) -> bool:
+    return re.fullmatch(r"\d{1,5}", text) is not None
+
+
+def _is_link_url(text: str) -> bool:
+    url = re.fullmatch(r"(?:tcp|udp|sctp)://(\[[0-9A-Fa-f:.]+\]|[0-9.]+):\d{1,5}", text)
+    return url is not None and _is_ip(url[1].strip("[]"))
+
+
+# (name, what its value looks like); a name may read several ways (LUMIKU_SERVICE_PORT is
+# `lumiku`'s SERVICE_PORT or `lumiku-service`'s PORT), so every reading is tried.
+_LINK_SHAPES: Final[tuple[tuple[re.Pattern[str], Callable[[str], bool]], ...]] = (
+    (re.compile(rf"{_SERVICE}_SERVICE_HOST"), _is_ip),
+    (re.compile(rf"{_SERVICE}_SERVICE_PORT(?:_[A-Z0-9_]+)?"), _is_port),
+    (re.compile(rf"{_SERVICE}_PORT(?:{_PROTOCOL})?"), _is_link_url),
+    (re.compile(rf"{_SERVICE}_PORT{_PROTOCOL}_PROTO"), lambda v: v in ("tcp", "udp", "sctp")),
+    (re.compile(rf"{_SERVICE}_PORT{_PROTOCOL}_PORT"), _is_port),
+    (re.compile(rf"{_SERVICE}_PORT{_PROTOCOL}_ADDR"), _is_ip),
+)
+
+
+def is_service_link(name: str, value: str) -> bool:
+    """Whether `name=value` is a Kubernetes service link of a `lumiku…` Service (above)."""
+    return any(shape.fullmatch(name) and looks(value) for shape, looks in _LINK_SHAPES)
+
 
 def env_name(key: str) -> str:
     """The environment variable of a setting: `http.bind` → `LUMIKU_HTTP_BIND`."""
@@ -122,6 +169,7 @@ class _Raw:
 
     values: dict[str, tuple[Any, str]] = attrs.field(factory=dict)
     problems: list[ConfigProblem] = attrs.field(factory=list)
+    service_links: list[str] = attrs.field(factory=list)
 
     def set(self, key: str, value: Any, source: str) -> None:
         self.values[key] = (value, source)
@@ -157,7 +205,7 @@ def load_settings(
     for key, (value, source) in typed.items():
         for message in field_problems(key, value):
             raw.problem(key, source, message)
-    settings = _build(typed, _systemd_env(env))
+    settings = _build(typed, _systemd_env(env), tuple(sorted(raw.service_links)))
     if settings.is_production:
         already = {p.key for p in raw.problems}
         for key, message in production_problems(settings):
@@ -231,7 +279,11 @@ def _read_env(raw: _Raw, env: Mapping[str, str]) -> None:
             continue
         if name in ENV_NAMES:
             raw.set(ENV_NAMES[name], value, f"env {name}")
-        elif name not in NOT_SETTINGS and not name.startswith(NOT_SETTINGS_PREFIXES):
+        elif name in NOT_SETTINGS or name.startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        elif is_service_link(name, value):
+            raw.service_links.append(name)
+        else:
             raw.problem(name, f"env {name}", "unknown setting")
 
 
@@ -313,7 +365,9 @@ def _coerce(kind: Any, value: Any) -> Any:
     raise ValueError(f"unsupported setting type {kind!r}")  # pragma: no cover - a bug in the tree
 
 
-def _build(typed: Mapping[str, tuple[Any, str]], systemd: SystemdEnv) -> Settings:
+def _build(
+    typed: Mapping[str, tuple[Any, str]], systemd: SystemdEnv, service_links: tuple[str, ...]
+) -> Settings:
     top: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, (value, _source) in typed.items():
@@ -324,7 +378,9 @@ def _build(typed: Mapping[str, tuple[Any, str]], systemd: SystemdEnv) -> Setting
             top[key] = value
     sources = {spec.key: typed.get(spec.key, (None, "default"))[1] for spec in SPECS}
     built = {name: section_type(name)(**values) for name, values in sections.items()}
-    settings = Settings(**top, **built, sources=sources, systemd=systemd)
+    settings = Settings(
+        **top, **built, sources=sources, systemd=systemd, service_links=service_links
+    )
     var_dir = settings.var_dir.rstrip("/") or "/"
     if not settings.database.url:
         settings = attrs.evolve(
@@ -352,6 +408,7 @@ def _systemd_env(env: Mapping[str, str]) -> SystemdEnv:
         listen_fds=number("LISTEN_FDS"),
         listen_pid=number("LISTEN_PID"),
         listen_fdnames=tuple(names.split(":")) if names else (),
+        journal_stream=env.get("JOURNAL_STREAM", ""),
     )
 
 

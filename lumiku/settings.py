@@ -262,6 +262,7 @@ class SystemdEnv:
     listen_fds: int = 0
     listen_pid: int = 0
     listen_fdnames: tuple[str, ...] = ()
+    journal_stream: str = ""  # JOURNAL_STREAM: "<device>:<inode>" of the journal's stream
 
 
 @attrs.frozen
@@ -285,9 +286,11 @@ class Settings:
     flags: FlagsSettings = attrs.field(factory=FlagsSettings)
     huggingface: HuggingfaceSettings = attrs.field(factory=HuggingfaceSettings)
     providers: ProvidersSettings = attrs.field(factory=ProvidersSettings)
-    # Not settings: where each value came from, and what systemd passed us.
+    # Not settings: where each value came from, what systemd passed us, and the Kubernetes
+    # service links (`LUMIKU_PORT`, `LUMIKU_SERVICE_HOST`, …) that were ignored.
     sources: Mapping[str, str] = attrs.field(factory=dict, eq=False, repr=False)
     systemd: SystemdEnv = attrs.field(factory=SystemdEnv, eq=False)
+    service_links: tuple[str, ...] = attrs.field(default=(), eq=False, repr=False)
 
     @property
     def is_production(self) -> bool:

@@ -565,6 +565,67 @@ def test_unknown_lumiku_variable_is_a_problem(tmp_path: Path) -> None:
     assert (problem.key, problem.source) == ("LUMIKU_FOO", "env LUMIKU_FOO")
 
 
+KUBERNETES_LINKS = {
+    # a Service `lumiku` with one port named http
+    "LUMIKU_SERVICE_HOST": "10.96.0.9",
+    "LUMIKU_SERVICE_PORT": "8000",
+    "LUMIKU_SERVICE_PORT_HTTP": "8000",
+    "LUMIKU_PORT": "tcp://10.96.0.9:8000",
+    "LUMIKU_PORT_8000_TCP": "tcp://10.96.0.9:8000",
+    "LUMIKU_PORT_8000_TCP_PROTO": "tcp",
+    "LUMIKU_PORT_8000_TCP_PORT": "8000",
+    "LUMIKU_PORT_8000_TCP_ADDR": "10.96.0.9",
+    # a Service `lumiku-redis-master` on an IPv6 cluster
+    "LUMIKU_REDIS_MASTER_SERVICE_HOST": "fd00:10:96::a",
+    "LUMIKU_REDIS_MASTER_PORT": "tcp://[fd00:10:96::a]:6379",
+    "LUMIKU_REDIS_MASTER_PORT_6379_TCP_ADDR": "fd00:10:96::a",
+}
+
+
+def test_kubernetes_service_links_are_ignored_and_recorded(tmp_path: Path) -> None:
+    settings = load(tmp_path, env=KUBERNETES_LINKS)
+    assert settings == load(tmp_path)
+    assert settings.service_links == tuple(sorted(KUBERNETES_LINKS))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LUMIKU_DATABSE_URL", "postgresql://x@y/z"),  # a typo
+        ("LUMIKU_PORT", "8000"),  # meant PORT: a link's value is tcp://ip:port
+        ("LUMIKU_SERVICE_HOST", "lumiku.example.com"),  # a link's host is an IP
+        ("LUMIKU_SERVICE_PORT", "http"),
+        ("LUMIKU_PORT_8000_TCP_PROTO", "http"),
+        ("LUMIKU_PORTS", "tcp://10.96.0.9:8000"),
+        ("LUMIKU_HTTP_PORT", "8000"),
+    ],
+)
+def test_other_unknown_lumiku_variables_stay_problems_beside_service_links(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    [problem] = problems(tmp_path, env={**KUBERNETES_LINKS, name: value})
+    assert (problem.key, problem.source) == (name, f"env {name}")
+    assert "unknown" in problem.message
+
+
+def test_no_setting_reads_as_a_link_of_the_lumiku_service() -> None:
+    """Otherwise the Service `lumiku` itself would set it in every pod. (A Service named
+    after a setting's own words could still: `lumiku-http-reuse` sets LUMIKU_HTTP_REUSE_PORT
+    to tcp://…, which the setting, looked up first, refuses loudly as not a boolean.)"""
+    for name in ENV_NAMES:
+        assert not name.startswith(("LUMIKU_PORT", "LUMIKU_SERVICE_")), name
+
+
+def test_a_setting_named_like_a_service_link_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(config.ENV_NAMES, "LUMIKU_SERVICE_PORT", "http.keep_alive_s")
+    settings = load(tmp_path, env={"LUMIKU_SERVICE_PORT": "8000"})
+    assert settings.http.keep_alive_s == 8000
+    assert settings.sources["http.keep_alive_s"] == "env LUMIKU_SERVICE_PORT"
+    assert settings.service_links == ()
+
+
 def test_lumiku_variables_that_are_not_settings_are_ignored(tmp_path: Path) -> None:
     path = write_toml(tmp_path, "")
     env = {

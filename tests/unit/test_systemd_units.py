@@ -100,6 +100,9 @@ def test_services_say_what_the_spec_asks(service: str) -> None:
     assert unit["Restart"] == ["on-failure"]
     assert unit["KillMode"] == ["mixed"]
     assert unit["StateDirectory"] == ["lumiku"]
+    # journald files each line under the priority it starts with, for this identifier
+    assert unit["SyslogIdentifier"] == ["lumiku"]
+    assert unit.get("SyslogLevelPrefix", ["yes"]) == ["yes"]
     assert unit["EnvironmentFile"][0] == "-/etc/lumiku/lumiku.env"
     # the embedded default's state lives in the StateDirectory
     assert "LUMIKU_VAR_DIR=%S/lumiku" in unit["Environment"]

@@ -4,6 +4,8 @@ import datetime as dt
 import io
 import json
 import logging
+import os
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -100,3 +102,84 @@ def test_configure_replaces_the_previous_handler(output: io.StringIO) -> None:
 def test_cached_timestamp_equals_isoformat(created: float) -> None:
     expected = dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds")
     assert logs._timestamp(created) == expected
+
+
+# --- journald ---------------------------------------------------------------------------
+
+
+def journal_id(path: Path) -> str:
+    st = os.stat(path)
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def log_every_level(log_format: str, journal_stream: str, path: Path) -> list[str]:
+    with path.open("w", encoding="utf-8") as stream:
+        logs.configure("debug", log_format, stream=stream, journal_stream=journal_stream)
+        log = logs.get_logger("test.journal")
+        log.debug("level.debug")
+        log.info("level.info")
+        log.warning("level.warning")
+        log.error("level.error")
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            log.exception("level.exception")
+        logging.getLogger("test.journal").critical("level.critical")
+        logs.configure("warning", "json", stream=io.StringIO())
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_lines_to_the_journal_start_with_their_syslog_priority(tmp_path: Path) -> None:
+    path = tmp_path / "journal"
+    path.touch()
+    found = log_every_level("json", journal_id(path), path)
+    assert [line[:3] for line in found] == ["<7>", "<6>", "<4>", "<3>", "<3>", "<3>"]
+    events = [json.loads(line[3:])["event"] for line in found]
+    assert events == [
+        "level.debug",
+        "level.info",
+        "level.warning",
+        "level.error",
+        "level.exception",
+        "level.critical",
+    ]
+
+
+def test_console_lines_to_the_journal_prefix_every_traceback_line(tmp_path: Path) -> None:
+    path = tmp_path / "journal"
+    path.touch()
+    found = log_every_level("console", journal_id(path), path)
+    assert len(found) > 6  # the traceback spans lines, each filed at the error's priority
+    assert all(line.startswith(("<7>", "<6>", "<4>", "<3>")) for line in found)
+    assert next(line for line in found if "Traceback" in line).startswith("<3>")
+
+
+@pytest.mark.parametrize("journal_stream", ["", "1:2", "not-a-stream"])
+def test_lines_are_unchanged_unless_the_journal_is_our_stream(
+    tmp_path: Path, journal_stream: str
+) -> None:
+    # A JOURNAL_STREAM that names another file (the variable is inherited by children whose
+    # output goes elsewhere) changes nothing.
+    found = log_every_level("json", journal_stream, tmp_path / "out")
+    assert [json.loads(line)["level"] for line in found] == [
+        "debug",
+        "info",
+        "warning",
+        "error",
+        "error",
+        "critical",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("level", "prefix"),
+    [
+        (logging.DEBUG, "<7>"),
+        (logging.INFO, "<6>"),
+        (logging.WARNING, "<4>"),
+        (logging.ERROR, "<3>"),
+        (logging.CRITICAL, "<3>"),
+    ],
+)
+def test_priority_prefix(level: int, prefix: str) -> None:
+    assert logs.priority_prefix(level) == prefix

@@ -15,7 +15,7 @@ from lumiku.http.context import DEPS_KEY
 from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
 from lumiku.http.ratelimit import LIMITER_KEY
-from lumiku.http.uploads import BodyLimitedRequest
+from lumiku.http.uploads import BodyLimitedRequest, close_spooled_uploads
 from lumiku.jobs import routes as jobs_routes
 from lumiku.payments import routes as payments_routes
 
@@ -45,6 +45,7 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
     register_error_handlers(app)
     app.before_request(_record_route)
     app.before_request(apps_routes.gate_disabled_apps)
+    app.teardown_request(close_spooled_uploads)  # uploads' temporary files
     app.register_blueprint(health.blueprint)
     app.register_blueprint(ws.blueprint)
     app.register_blueprint(accounts_routes.blueprint)

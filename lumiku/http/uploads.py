@@ -7,34 +7,55 @@ middleware applies it to Content-Length (413 FILE_TOO_LARGE before anything is r
 hands it to quart through `BodyLimitedRequest`, which enforces it on chunked bodies too.
 Every other route keeps `http.max_body_bytes`.
 
-Forms are parsed by quart (so `read_idempotency`, which hashes the parsed form, and the
-route share one parse), with file parts kept in memory (`BodyLimitedRequest` bounds them):
-nothing of an upload touches the disk before it is validated.
-`read_image_upload(settings)` is what an upload route calls; it validates the image
-(`storage.images.validate_upload`), and the route stores the result only after that, so a
-rejected upload writes nothing.
+Forms are parsed once per request (so `read_idempotency`, which hashes the parsed form, and
+the route share one parse) by `SpoolingFormParser`: a file part is never held whole in
+memory. It goes, as it arrives, to an unnamed temporary file in `storage.path` (O_TMPFILE:
+no name, so nothing is left behind even by a crash), written SPOOL_CHUNK_BYTES at a time by
+worker threads and counted, so a part past `storage.max_upload_bytes` is 413 FILE_TOO_LARGE
+at once, without reading the rest. The image is then checked and decoded from that file
+(`storage.images.validate_upload_file`), and the route stores the result only after that,
+so a rejected upload writes nothing. The files are closed, freeing their space, when the
+request ends (`close_spooled_uploads`, a teardown of the app). So a burst of uploads costs
+the process a few chunks each, plus the decodes `storage.images` lets run at once.
+`read_image_upload(settings)` is what an upload route calls.
 """
 
 from __future__ import annotations
 
-import io
-from typing import TYPE_CHECKING, Final
+import errno
+import os
+import tempfile
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import attrs
+import trio
 from quart import request
+from quart_trio.formparser import TrioFormDataParser
 from quart_trio.wrappers.request import TrioRequest
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
-from lumiku.errors import FieldError, FileTooLarge, UnsupportedMediaType, ValidationFailed
-from lumiku.storage.images import validate_upload
+from lumiku.errors import (
+    FieldError,
+    FileTooLarge,
+    StorageError,
+    StorageFull,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+from lumiku.http.context import current_deps
+from lumiku.storage.images import validate_upload_file
+from lumiku.storage.local import FULL_RETRY_AFTER_S
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
-    from typing import IO
 
     from hypercorn.typing import HTTPScope
+    from quart.datastructures import FileStorage
     from quart.formparser import FormDataParser
-    from werkzeug.datastructures import Headers
+    from quart.wrappers.request import Body
+    from werkzeug.datastructures import Headers, MultiDict
 
     from lumiku.config import Settings
     from lumiku.storage.images import CleanImage
@@ -44,6 +65,8 @@ UPLOAD_METHODS: Final = frozenset({"POST", "PUT"})
 FORM_OVERHEAD_BYTES: Final = 64 * 1024
 BODY_LIMIT_SCOPE_KEY: Final = "lumiku.max_body_bytes"
 IMAGE_FIELD: Final = "image"
+SPOOL_CHUNK_BYTES: Final = 256 * 1024
+SPOOL_PREFIX: Final = ".upload-"
 
 
 def is_upload_path(method: str, path: str) -> bool:
@@ -94,32 +117,175 @@ class BodyLimitedRequest(TrioRequest):
         )
         self.max_content_length = limit
 
+        self.spooled: list[IO[bytes]] = []  # closed by close_spooled_uploads
+
     def make_form_data_parser(self) -> FormDataParser:
-        return self.form_data_parser_class(
+        storage = current_deps().settings.storage
+        return SpoolingFormParser(
+            scratch_dir=storage.path,
+            max_file_bytes=storage.max_upload_bytes,
+            spooled=self.spooled,
+            upload_route=BODY_LIMIT_SCOPE_KEY in self.scope,
             max_content_length=self.max_content_length,
             max_form_memory_size=self.max_form_memory_size,
             max_form_parts=self.max_form_parts,
             cls=self.parameter_storage_class,
-            stream_factory=_in_memory,
         )
 
 
-def _in_memory(
-    total_content_length: int | None,
-    content_type: str | None,
-    filename: str | None,
-    content_length: int | None = None,
-) -> IO[bytes]:
-    """File parts in memory, not spooled to temporary files: the body limit bounds them."""
-    return io.BytesIO()
+async def close_spooled_uploads(_error: BaseException | None) -> None:
+    """Teardown of every request: close its spooled file parts (unnamed files, so closing
+    frees their disk space). Async and without a checkpoint, so it runs even when the
+    request was cancelled."""
+    for file in getattr(request, "spooled", ()):
+        file.close()
+
+
+class SpoolingFormParser(TrioFormDataParser):
+    """quart-trio's form parser, with file parts spooled to disk (module docstring).
+
+    Refuses with FileTooLarge a file part past `max_file_bytes` and, on upload routes, a
+    body past `max_content_length` (elsewhere that is werkzeug's 413, as for any body);
+    text fields keep quart's `max_form_memory_size` and the parts `max_form_parts`. Every
+    file it opens is appended to `spooled` at once, so it is closed whatever happens.
+    """
+
+    def __init__(
+        self,
+        *,
+        scratch_dir: str,
+        max_file_bytes: int,
+        spooled: list[IO[bytes]],
+        upload_route: bool,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        self.scratch_dir = scratch_dir
+        self.max_file_bytes = max_file_bytes
+        self.spooled = spooled
+        self.upload_route = upload_route
+
+    async def _parse_spooled(
+        self, body: Body, mimetype: str, content_length: int | None, options: dict[str, str]
+    ) -> tuple[MultiDict[str, Any], MultiDict[str, Any]]:
+        boundary = options.get("boundary", "").encode("ascii")
+        if not boundary:
+            raise ValueError("Missing boundary")
+        decoder = MultipartDecoder(boundary, self.max_content_length, max_parts=self.max_form_parts)
+        fields: list[tuple[str, str]] = []
+        files: list[tuple[str, FileStorage]] = []
+        text = bytearray()
+        part: Field | File | None = None
+        spool: Spool | None = None
+        received = 0
+        async for data in body:
+            received += len(data)
+            if self.max_content_length is not None and received > self.max_content_length:
+                raise self._too_large()
+            decoder.receive_data(data)
+            event = decoder.next_event()
+            while not isinstance(event, Epilogue | NeedData):
+                if isinstance(event, Field):
+                    part, text = event, bytearray()
+                elif isinstance(event, File):
+                    part, spool = event, await self._open_spool()
+                elif isinstance(event, Data) and isinstance(part, Field):
+                    text += event.data
+                    limit = self.max_form_memory_size
+                    if limit is not None and len(text) > limit:
+                        raise RequestEntityTooLarge()
+                    if not event.more_data:
+                        fields.append((part.name, text.decode(_charset(part.headers), "replace")))
+                elif isinstance(event, Data) and isinstance(part, File) and spool is not None:
+                    await spool.write(event.data)
+                    if spool.size_bytes > self.max_file_bytes:
+                        raise FileTooLarge(self.max_file_bytes)
+                    if not event.more_data:
+                        await spool.finish()
+                        storage = self.file_storage_class(
+                            spool.file, part.filename, part.name, headers=part.headers
+                        )
+                        files.append((part.name, storage))
+                event = decoder.next_event()
+        return self.cls(fields), self.cls(files)  # type: ignore[misc]
+
+    parse_functions = {  # noqa: RUF012 - quart's class-level table, extended
+        **TrioFormDataParser.parse_functions,
+        "multipart/form-data": _parse_spooled,  # type: ignore[dict-item]
+    }
+
+    async def _open_spool(self) -> Spool:
+        try:
+            file = await trio.to_thread.run_sync(_unnamed_file, self.scratch_dir)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
+        self.spooled.append(file)
+        return Spool(file)
+
+    def _too_large(self) -> Exception:
+        if self.upload_route:
+            return FileTooLarge(self.max_file_bytes)
+        return RequestEntityTooLarge()
+
+
+def _charset(headers: Headers) -> str:
+    """A text part's charset, as quart's parser reads it: one of a few safe ones, else UTF-8."""
+    content_type = headers.get("content-type")
+    if content_type:
+        charset = parse_options_header(content_type)[1].get("charset", "").lower()
+        if charset in ("ascii", "us-ascii", "utf-8", "iso-8859-1"):
+            return charset
+    return "utf-8"
+
+
+@attrs.define
+class Spool:
+    """One file part on its way to disk: data gathered up to SPOOL_CHUNK_BYTES, then
+    written by a worker thread; `finish` writes the rest and rewinds the file."""
+
+    file: IO[bytes]
+    size_bytes: int = 0
+    _pending: bytearray = attrs.field(factory=bytearray)
+
+    async def write(self, data: bytes) -> None:
+        self._pending += data
+        self.size_bytes += len(data)
+        if len(self._pending) >= SPOOL_CHUNK_BYTES:
+            await self._flush()
+
+    async def finish(self) -> None:
+        await self._flush()
+        self.file.seek(0)  # an lseek: no I/O
+
+    async def _flush(self) -> None:
+        chunk, self._pending = self._pending, bytearray()
+        if chunk:
+            try:
+                await trio.to_thread.run_sync(self.file.write, chunk)
+            except OSError as exc:
+                raise _storage_error(exc) from exc
+
+
+def _unnamed_file(directory: str) -> IO[bytes]:
+    """A temporary file in `directory` without a name (O_TMPFILE where the filesystem has
+    it; else named, then unlinked at once), gone when closed."""
+    return tempfile.TemporaryFile("w+b", dir=directory, prefix=SPOOL_PREFIX)
+
+
+def _storage_error(exc: OSError) -> StorageError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(FULL_RETRY_AFTER_S, "No space left to receive the upload.")
+    return StorageError(f"cannot spool an upload: {exc}")
 
 
 @attrs.frozen
 class Upload:
-    """A multipart form as read: the file's bytes and client filename, the text fields."""
+    """A multipart form as read: the spooled file (closed when the request ends), its size
+    and client filename, the text fields."""
 
     filename: str
-    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
+    file: IO[bytes] = attrs.field(repr=False)
+    size_bytes: int
     declared_type: str  # what the client claimed; informational, never trusted
     fields: Mapping[str, str]
 
@@ -139,14 +305,19 @@ async def read_image_upload(settings: Settings, *, field: str = IMAGE_FIELD) -> 
     Errors: 415 UNSUPPORTED_MEDIA_TYPE when the body is not multipart/form-data; 400
     VALIDATION_ERROR when the file field is missing (a malformed form reads as an empty
     one) or given twice, or another field is a file or repeated; 413 FILE_TOO_LARGE past
-    the limits; 408 when the body does not arrive within quart's BODY_TIMEOUT; then every
-    image rejection of `storage.images.validate_upload`.
+    the limits; 408 when the body does not arrive within quart's BODY_TIMEOUT; 507 when
+    the disk has no room to spool it; then every image rejection of
+    `storage.images.validate_upload`.
     """
     upload = await read_upload(settings, field=field)
-    image = await validate_upload(
-        upload.data, upload.filename, max_bytes=settings.storage.max_upload_bytes
+    return ImageUpload(await validate_image(upload, settings), upload.filename, upload.fields)
+
+
+async def validate_image(upload: Upload, settings: Settings) -> CleanImage:
+    """The upload's image checked and re-encoded, decoded from its spooled file."""
+    return await validate_upload_file(
+        upload.file, upload.filename, max_bytes=settings.storage.max_upload_bytes
     )
-    return ImageUpload(image, upload.filename, upload.fields)
 
 
 async def read_upload(settings: Settings, *, field: str = IMAGE_FIELD) -> Upload:
@@ -177,7 +348,8 @@ async def read_upload(settings: Settings, *, field: str = IMAGE_FIELD) -> Upload
     upload.stream.seek(0)  # read_idempotency may have read it for its digest
     return Upload(
         filename=upload.filename or "",
-        data=upload.stream.read(),
+        file=upload.stream,
+        size_bytes=os.fstat(upload.stream.fileno()).st_size,
         declared_type=upload.content_type or "",
         fields={name: value for name, value in form.items()},
     )

@@ -1,7 +1,8 @@
 """Upload validation, re-encoding and thumbnails (SPEC §10), on Pillow in worker threads.
 
-`validate_upload(data, filename, max_bytes=...)` accepts an image only when, in this order
-(the first failure decides the answer):
+`validate_upload(data, filename, max_bytes=...)` (and `validate_upload_file(file, ...)` for an
+upload spooled to a file, decoded from it without reading it whole) accepts an image only
+when, in this order (the first failure decides the answer):
 
 | check                                                           | refused with               |
 |-----------------------------------------------------------------|----------------------------|
@@ -26,7 +27,9 @@ chunks) is dropped. Only the first frame of an animated image is kept. The resul
 `CleanImage`. `thumbnail(data)` makes the 300×300 centre-cropped JPEG used in listings.
 
 Decoding runs in worker threads, at most IMAGE_THREADS at once, so a burst of uploads cannot
-hold more than that many decoded images in memory.
+hold more than that many decoded images in memory; and a decode keeps one copy of the
+pixels (orientation, colour conversion and mode change copy them only when they change
+something).
 """
 
 from __future__ import annotations
@@ -35,11 +38,11 @@ import io
 import os
 import unicodedata
 from functools import partial
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import IO, TYPE_CHECKING, Final, TypeVar
 
 import attrs
 import trio
-from PIL import Image, ImageCms, ImageOps
+from PIL import ExifTags, Image, ImageCms, ImageOps
 
 from lumiku.errors import (
     CorruptImage,
@@ -124,14 +127,30 @@ def check_filename(filename: str) -> str:
     return ext.lower() if dot and stem else ""
 
 
+MAGIC_BYTES: Final = 12  # what `sniff` looks at
+
+
 def check_upload(data: bytes, filename: str, *, max_bytes: int) -> ImageType:
     """The cheap checks (no decoding): filename, size, magic bytes, extension."""
+    return _check_head(data[:MAGIC_BYTES], len(data), filename, max_bytes)
+
+
+def check_upload_file(file: IO[bytes], filename: str, *, max_bytes: int) -> ImageType:
+    """`check_upload` of a file, reading only its first bytes; blocking (a thread's)."""
+    size = os.fstat(file.fileno()).st_size
+    file.seek(0)
+    head = file.read(MAGIC_BYTES)
+    file.seek(0)
+    return _check_head(head, size, filename, max_bytes)
+
+
+def _check_head(head: bytes, size: int, filename: str, max_bytes: int) -> ImageType:
     ext = check_filename(filename)
-    if not data:
+    if not size:
         raise FileEmpty("The uploaded file has no content.")
-    if len(data) > max_bytes:
-        raise FileTooLarge(max_bytes, f"The file has {len(data)} bytes; at most {max_bytes}.")
-    kind = sniff(data)
+    if size > max_bytes:
+        raise FileTooLarge(max_bytes, f"The file has {size} bytes; at most {max_bytes}.")
+    kind = sniff(head)
     if kind is None:
         raise UnsupportedImage([t.format for t in ACCEPTED], "The file is not a JPEG, PNG or WebP.")
     if ext not in kind.extensions:
@@ -149,17 +168,27 @@ async def validate_upload(data: bytes, filename: str, *, max_bytes: int) -> Clea
     return await _in_thread(partial(clean_image, data, kind))
 
 
+async def validate_upload_file(file: IO[bytes], filename: str, *, max_bytes: int) -> CleanImage:
+    """`validate_upload` of an upload spooled to `file` (left open, rewound): the cheap
+    checks read its first bytes, and Pillow decodes from the file, so the compressed image
+    is never all in memory."""
+    check = partial(check_upload_file, file, filename, max_bytes=max_bytes)
+    kind = await trio.to_thread.run_sync(check)
+    return await _in_thread(partial(clean_image, file, kind))
+
+
 def validate_upload_sync(data: bytes, filename: str, *, max_bytes: int) -> CleanImage:
     """`validate_upload` for code already in a worker thread."""
     return clean_image(data, check_upload(data, filename, max_bytes=max_bytes))
 
 
-def clean_image(data: bytes, kind: ImageType) -> CleanImage:
-    """Decode `data` (known to start like `kind`) within the limits and re-encode it.
+def clean_image(source: bytes | IO[bytes], kind: ImageType) -> CleanImage:
+    """Decode `source` (bytes or a binary file, known to start like `kind`) within the
+    limits and re-encode it.
 
     Blocking and CPU-heavy: call it in a worker thread.
     """
-    with _open(data, (kind,)) as opened:
+    with _open(source, (kind,)) as opened:
         width, height = opened.size
         if max(width, height) > MAX_SIDE_PX:
             raise ImageTooLarge(
@@ -175,17 +204,18 @@ def clean_image(data: bytes, kind: ImageType) -> CleanImage:
                 width=width,
                 height=height,
             )
+        # Encoded inside the block: the decoded image may be `opened` itself, whose
+        # pixels closing it releases.
         image = _decode(opened)
-    out = io.BytesIO()
-    if kind is JPEG:
-        image.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
-    elif kind is PNG:
-        image.save(out, "PNG")
-    else:
-        image.save(out, "WEBP", quality=WEBP_QUALITY)
-    return CleanImage(
-        out.getvalue(), kind.format, kind.ext, kind.content_type, image.width, image.height
-    )
+        out = io.BytesIO()
+        if kind is JPEG:
+            image.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+        elif kind is PNG:
+            image.save(out, "PNG")
+        else:
+            image.save(out, "WEBP", quality=WEBP_QUALITY)
+        width, height = image.size
+    return CleanImage(out.getvalue(), kind.format, kind.ext, kind.content_type, width, height)
 
 
 def thumbnail_sync(data: bytes, size_px: int = THUMBNAIL_PX) -> CleanImage:
@@ -196,8 +226,7 @@ def thumbnail_sync(data: bytes, size_px: int = THUMBNAIL_PX) -> CleanImage:
     """
     with _open(data, ACCEPTED) as opened:
         opened.draft("RGB", (size_px * 2, size_px * 2))  # JPEG: decode at a reduced scale
-        image = _decode(opened)
-    fitted = ImageOps.fit(image, (size_px, size_px), Image.Resampling.LANCZOS)
+        fitted = ImageOps.fit(_decode(opened), (size_px, size_px), Image.Resampling.LANCZOS)
     if fitted.mode in ("RGBA", "LA"):
         background = Image.new("RGB", fitted.size, "white")
         background.paste(fitted, mask=fitted.getchannel("A"))
@@ -260,12 +289,13 @@ async def store_with_thumbnail(
 # --- decoding ----------------------------------------------------------------------------
 
 
-def _open(data: bytes, kinds: tuple[ImageType, ...]) -> Image.Image:
+def _open(source: bytes | IO[bytes], kinds: tuple[ImageType, ...]) -> Image.Image:
     """Pillow's lazily opened image (header read, pixels not decoded) of one of `kinds`
     (never another decoder: some run external programs), after the decompression-bomb
-    check on its header size."""
+    check on its header size. A file is read from its start and left open."""
+    fp = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
-        opened = Image.open(io.BytesIO(data), formats=[kind.format for kind in kinds])
+        opened = Image.open(fp, formats=[kind.format for kind in kinds])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         # Pillow's own limit (a warning above Image.MAX_IMAGE_PIXELS, which tests turn into
         # an error) is far above ours; reaching it means a bomb all the same.
@@ -288,15 +318,21 @@ def _bomb(size: tuple[int, int] | None) -> DecompressionBomb:
 
 
 def _decode(opened: Image.Image) -> Image.Image:
-    """The fully decoded first frame, upright, in sRGB, in a plain mode, metadata-free."""
+    """The fully decoded first frame, upright, in sRGB, in a plain mode, metadata-free.
+
+    The pixels are copied only by a step that changes them (a decoded 4096 px image is
+    64 MiB): the result may be `opened` itself, usable until it is closed.
+    """
     try:
         opened.load()
-        upright = ImageOps.exif_transpose(opened)
+        upright = opened
+        if opened.getexif().get(ExifTags.Base.Orientation, 1) not in (0, 1):
+            upright = ImageOps.exif_transpose(opened)
         icc = opened.info.get("icc_profile")
         mode = _target_mode(upright)
         image = _to_srgb(upright, icc, mode) if icc else None
         if image is None:
-            image = upright.convert(mode)
+            image = upright if upright.mode == mode else upright.convert(mode)
     except Image.DecompressionBombError:
         raise _bomb(None) from None
     except Exception:  # truncated data and the rest of what a decoder raises

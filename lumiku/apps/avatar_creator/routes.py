@@ -18,8 +18,7 @@ from lumiku.http.bodies import query_int, read_json
 from lumiku.http.context import current_deps
 from lumiku.http.idempotency import REPLAYED_HEADER, accepted, read_idempotency
 from lumiku.http.ratelimit import rate_limited
-from lumiku.http.uploads import read_upload
-from lumiku.storage.images import validate_upload
+from lumiku.http.uploads import read_upload, validate_image
 
 PREFIX: Final = "/api/apps/avatar-creator"
 CREATED: Final = 201
@@ -99,9 +98,7 @@ def make_blueprint() -> Blueprint:
         try:
             form = await read_upload(deps.settings)
             fields = requests.validate_upload_fields(form.fields)
-            image = await validate_upload(
-                form.data, form.filename, max_bytes=deps.settings.storage.max_upload_bytes
-            )
+            image = await validate_image(form, deps.settings)
             done = await uploads.upload_avatar(deps, user, pid, image, fields, key)
         except BaseException:
             if key is not None:

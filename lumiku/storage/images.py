@@ -26,14 +26,18 @@ an ICC profile came along, and then every piece of metadata (EXIF, GPS, XMP, ICC
 chunks) is dropped. Only the first frame of an animated image is kept. The result is a
 `CleanImage`. `thumbnail(data)` makes the 300×300 centre-cropped JPEG used in listings.
 
-Decoding runs in worker threads, at most IMAGE_THREADS at once, so a burst of uploads cannot
-hold more than that many decoded images in memory; and a decode keeps one copy of the
-pixels (orientation, colour conversion and mode change copy them only when they change
-something).
+Decoding runs in worker threads, at most IMAGE_THREADS at once, and an upload's decode
+first reserves what it will cost from a budget of DECODE_BUDGET_BYTES (its size from the
+header, DECODE_BYTES_PER_PIXEL), waiting in line while the budget is taken; so a burst of
+uploads holds at most that budget of decoded images, however many arrive and however many
+cores there are (one image bigger than the whole budget still runs, alone). A decode keeps
+one copy of the pixels: orientation, colour conversion and mode change copy them only when
+they change something.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import unicodedata
@@ -58,7 +62,7 @@ from lumiku.errors import (
 from lumiku.storage.base import new_key
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
 
     from lumiku.storage.base import Key, Storage
 
@@ -74,6 +78,10 @@ JPEG_QUALITY: Final = 90
 WEBP_QUALITY: Final = 90
 THUMBNAIL_QUALITY: Final = 85
 IMAGE_THREADS: Final = max(1, min(4, os.cpu_count() or 1))
+# The pixels (4 bytes each, as Pillow holds RGB) plus the encoder's share: re-encoding a
+# JPEG with optimized Huffman tables keeps every DCT coefficient and the output in memory.
+DECODE_BYTES_PER_PIXEL: Final = 8
+DECODE_BUDGET_BYTES: Final = 2 * MAX_DECODED_BYTES
 CLEANUP_BUDGET_S: Final = 5.0
 
 
@@ -135,13 +143,19 @@ def check_upload(data: bytes, filename: str, *, max_bytes: int) -> ImageType:
     return _check_head(data[:MAGIC_BYTES], len(data), filename, max_bytes)
 
 
-def check_upload_file(file: IO[bytes], filename: str, *, max_bytes: int) -> ImageType:
-    """`check_upload` of a file, reading only its first bytes; blocking (a thread's)."""
+def check_upload_file(
+    file: IO[bytes], filename: str, *, max_bytes: int
+) -> tuple[ImageType, tuple[int, int]]:
+    """`check_upload` of a file, then its header read (CORRUPT_IMAGE, DECOMPRESSION_BOMB):
+    the type and (width, height). Blocking (a thread's); reads no pixels."""
     size = os.fstat(file.fileno()).st_size
     file.seek(0)
     head = file.read(MAGIC_BYTES)
     file.seek(0)
-    return _check_head(head, size, filename, max_bytes)
+    kind = _check_head(head, size, filename, max_bytes)
+    with _open(file, (kind,)) as opened:
+        dimensions: tuple[int, int] = opened.size
+    return kind, dimensions
 
 
 def _check_head(head: bytes, size: int, filename: str, max_bytes: int) -> ImageType:
@@ -173,8 +187,9 @@ async def validate_upload_file(file: IO[bytes], filename: str, *, max_bytes: int
     checks read its first bytes, and Pillow decodes from the file, so the compressed image
     is never all in memory."""
     check = partial(check_upload_file, file, filename, max_bytes=max_bytes)
-    kind = await trio.to_thread.run_sync(check)
-    return await _in_thread(partial(clean_image, file, kind))
+    kind, (width, height) = await trio.to_thread.run_sync(check)
+    async with _decode_budget().reserve(width * height * DECODE_BYTES_PER_PIXEL):
+        return await _in_thread(partial(clean_image, file, kind))
 
 
 def validate_upload_sync(data: bytes, filename: str, *, max_bytes: int) -> CleanImage:
@@ -367,6 +382,42 @@ def _to_srgb(image: Image.Image, icc: bytes, mode: str) -> Image.Image | None:
 _LIMITER: Final[trio.lowlevel.RunVar[trio.CapacityLimiter]] = trio.lowlevel.RunVar(
     "lumiku_image_threads"
 )
+_BUDGET: Final[trio.lowlevel.RunVar[DecodeBudget]] = trio.lowlevel.RunVar("lumiku_decode_budget")
+
+
+@attrs.define
+class DecodeBudget:
+    """Bytes of decoding memory handed out first come, first served: `reserve(n)` waits
+    until `n` fits beside what is reserved (a reservation larger than the whole budget
+    waits until nothing else is reserved, then runs alone)."""
+
+    capacity_bytes: int
+    reserved_bytes: int = 0
+    _queue: trio.Lock = attrs.field(factory=trio.Lock)  # fair: waiters are served in order
+    _released: trio.Event = attrs.field(factory=trio.Event)
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, cost_bytes: int) -> AsyncIterator[None]:
+        cost_bytes = min(cost_bytes, self.capacity_bytes)
+        async with self._queue:
+            while self.reserved_bytes + cost_bytes > self.capacity_bytes:
+                await self._released.wait()
+            self.reserved_bytes += cost_bytes
+        try:
+            yield
+        finally:
+            self.reserved_bytes -= cost_bytes
+            self._released.set()
+            self._released = trio.Event()
+
+
+def _decode_budget() -> DecodeBudget:
+    try:
+        return _BUDGET.get()
+    except LookupError:
+        budget = DecodeBudget(DECODE_BUDGET_BYTES)
+        _BUDGET.set(budget)
+        return budget
 
 
 async def _in_thread(work: Callable[[], T]) -> T:

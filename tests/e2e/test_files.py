@@ -86,6 +86,19 @@ def stored_files(service: Service) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
+def open_in_storage(service: Service) -> list[str]:
+    """What this process (the in-process service's) holds open under storage.path: the
+    spooled uploads are unnamed files there, closed when their request ends."""
+    root = os.path.realpath(service.settings.storage.path)
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue  # closed meanwhile (listdir's own fd)
+    return [link for link in links if link.startswith(root + "/")]
+
+
 def decoded(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
@@ -313,6 +326,7 @@ async def test_a_rejected_upload_answers_its_code_and_writes_nothing(
     response = await upload(service, token, filename, data, {"name": "x"})
     assert_problem(response, status, code)
     assert stored_files(service) == []
+    assert open_in_storage(service) == []
 
 
 async def test_form_mistakes_are_refused(service: Service) -> None:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import os
+from pathlib import Path
+from typing import IO, Any
 
+import attrs
 import pytest
 import trio
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from lumiku.config import HttpSettings, Settings, StorageSettings
+from lumiku.errors import FileTooLarge
 from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.uploads import (
     BODY_LIMIT_SCOPE_KEY,
     FORM_OVERHEAD_BYTES,
+    SPOOL_CHUNK_BYTES,
+    SpoolingFormParser,
     is_upload_path,
     upload_body_limit,
 )
@@ -98,3 +105,123 @@ async def test_the_edge_keeps_the_body_limit_everywhere_else() -> None:
     assert (status, problem["code"], seen) == (413, "PAYLOAD_TOO_LARGE", None)
     status, problem, seen = await call_edge("/api/_test/upload/echo", 1001)
     assert (status, problem["code"], seen) == (413, "PAYLOAD_TOO_LARGE", None)
+
+
+# --- the form parser: file parts are spooled to disk as they arrive ----------------------
+
+BOUNDARY = "lumiku-test-boundary"
+CHUNK_BYTES = 64 * 1024
+
+
+def multipart_body(fields: dict[str, str], filename: str, content: bytes) -> bytes:
+    parts = [
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+        "Content-Type: image/png\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+    )
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+def parser(
+    scratch: Path, spooled: list[IO[bytes]], *, max_file_bytes: int, upload_route: bool = True
+) -> SpoolingFormParser:
+    return SpoolingFormParser(
+        scratch_dir=str(scratch),
+        max_file_bytes=max_file_bytes,
+        spooled=spooled,
+        upload_route=upload_route,
+        max_content_length=max_file_bytes + FORM_OVERHEAD_BYTES,
+        max_form_memory_size=500_000,
+        max_form_parts=1000,
+    )
+
+
+@attrs.define
+class ChunkedBody:
+    """A request body arriving in chunks; before handing out each chunk it records how
+    much of what it already handed out is not yet in the spooled file."""
+
+    data: bytes
+    spooled: list[IO[bytes]]
+    handed_out: int = 0
+    most_held_bytes: int = 0
+
+    def __aiter__(self) -> ChunkedBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.handed_out >= len(self.data):
+            raise StopAsyncIteration
+        on_disk = sum(os.fstat(f.fileno()).st_size for f in self.spooled)
+        self.most_held_bytes = max(self.most_held_bytes, self.handed_out - on_disk)
+        chunk = self.data[self.handed_out : self.handed_out + CHUNK_BYTES]
+        self.handed_out += len(chunk)
+        await trio.lowlevel.checkpoint()
+        return chunk
+
+
+async def test_a_file_part_goes_to_an_unnamed_file_as_it_arrives(tmp_path: Path) -> None:
+    content = os.urandom(3 * 1024 * 1024)
+    spooled: list[IO[bytes]] = []
+    body = ChunkedBody(multipart_body({"name": "Ava"}, "a.png", content), spooled)
+    form, files = await parser(tmp_path, spooled, max_file_bytes=len(content)).parse(
+        body,
+        "multipart/form-data",
+        None,
+        {"boundary": BOUNDARY},  # type: ignore[arg-type]
+    )
+    try:
+        assert form.to_dict() == {"name": "Ava"}
+        (upload,) = files.getlist("image")
+        assert upload.filename == "a.png"
+        assert upload.stream is spooled[0]
+        assert upload.stream.read() == content
+        # never more than a spool chunk (plus the chunk being parsed) held in memory
+        assert body.most_held_bytes <= SPOOL_CHUNK_BYTES + 2 * CHUNK_BYTES
+        assert os.listdir(tmp_path) == []  # no name in the scratch directory
+    finally:
+        for file in spooled:
+            file.close()
+
+
+@pytest.mark.parametrize(
+    ("upload_route", "refusal"), [(True, FileTooLarge), (False, RequestEntityTooLarge)]
+)
+async def test_a_body_past_the_limit_is_refused_before_the_rest_is_read(
+    tmp_path: Path, upload_route: bool, refusal: type[Exception]
+) -> None:
+    limit = 1024 * 1024
+    spooled: list[IO[bytes]] = []
+    body = ChunkedBody(multipart_body({}, "a.png", bytes(4 * limit)), spooled)
+    form_parser = parser(tmp_path, spooled, max_file_bytes=limit, upload_route=upload_route)
+    form_parser.max_file_bytes = 4 * limit  # only the body limit applies
+    with pytest.raises(refusal):
+        await form_parser.parse(
+            body,
+            "multipart/form-data",
+            None,
+            {"boundary": BOUNDARY},  # type: ignore[arg-type]
+        )
+    assert body.handed_out <= limit + FORM_OVERHEAD_BYTES + CHUNK_BYTES
+    for file in spooled:
+        file.close()
+
+
+async def test_a_file_part_past_the_file_limit_is_file_too_large_at_once(tmp_path: Path) -> None:
+    limit = 1024 * 1024
+    spooled: list[IO[bytes]] = []
+    body = ChunkedBody(multipart_body({}, "a.png", bytes(limit + 1)), spooled)
+    with pytest.raises(FileTooLarge):
+        await parser(tmp_path, spooled, max_file_bytes=limit).parse(
+            body,
+            "multipart/form-data",
+            None,
+            {"boundary": BOUNDARY},  # type: ignore[arg-type]
+        )
+    assert len(spooled) == 1
+    spooled[0].close()

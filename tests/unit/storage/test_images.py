@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import trio
 from PIL import Image, ImageCms, PngImagePlugin
+from trio.testing import wait_all_tasks_blocked
 
 from lumiku.errors import (
     ClientError,
@@ -26,11 +28,13 @@ from lumiku.errors import (
 from lumiku.storage.images import (
     MAX_DECODED_BYTES,
     CleanImage,
+    DecodeBudget,
     check_filename,
     store_with_thumbnail,
     thumbnail,
     thumbnail_sync,
     validate_upload,
+    validate_upload_file,
     validate_upload_sync,
 )
 from lumiku.storage.local import LocalStorage
@@ -353,3 +357,87 @@ async def test_a_failed_thumbnail_write_removes_the_image(tmp_path: Path) -> Non
         await store_with_thumbnail(storage, image, app="test", user_id="u-1")
     assert storage.puts == 2
     assert stored_files(tmp_path) == []
+
+
+# --- from a spooled file, within the decode budget -------------------------------------------
+
+SIDEWAYS = Image.new("RGB", (400, 300), "blue")
+SIDEWAYS.paste((255, 0, 0), (0, 0, 200, 300))
+PNG_300 = encode(Image.new("RGB", (300, 300)), "PNG")
+JPEG_600 = encode(noise(600, 600), "JPEG", quality=95)
+FILE_CASES = {
+    "jpeg, exif orientation 6": (
+        encode(SIDEWAYS, "JPEG", exif=gps_exif(orientation=6), quality=95),
+        "a.jpg",
+    ),
+    "png, palette transparency": (
+        encode(Image.new("P", (300, 300), 0), "PNG", transparency=0),
+        "a.png",
+    ),
+    "webp": (encode(noise(512, 512), "WEBP"), "a.webp"),
+    "empty": (b"", "a.png"),
+    "too large": (PNG_300 + bytes(MAX_BYTES + 1 - len(PNG_300)), "a.png"),
+    "type mismatch": (PNG_300, "a.jpg"),
+    "not an image": (b"<html></html>", "a.png"),
+    "truncated": (JPEG_600[: len(JPEG_600) // 2], "a.jpg"),
+    "bomb": (bilevel_png(10_000, 10_000), "bomb.png"),
+    "too small": (encode(Image.new("RGB", (100, 100)), "PNG"), "a.png"),
+}
+
+
+def outcome(run: Callable[[], CleanImage]) -> CleanImage | tuple[str, str]:
+    try:
+        return run()
+    except ClientError as error:
+        return (error.code, error.detail)
+
+
+@pytest.mark.parametrize("case", FILE_CASES)
+async def test_a_spooled_file_is_validated_as_its_bytes_are(tmp_path: Path, case: str) -> None:
+    data, filename = FILE_CASES[case]
+    path = tmp_path / "upload"
+    path.write_bytes(data)
+    with path.open("rb") as file:
+        try:
+            from_file: CleanImage | tuple[str, str] = await validate_upload_file(
+                file, filename, max_bytes=MAX_BYTES
+            )
+        except ClientError as error:
+            from_file = (error.code, error.detail)
+        assert not file.closed  # the caller's to close
+    assert from_file == outcome(lambda: validate(data, filename))
+
+
+async def test_the_decode_budget_admits_in_order_while_it_fits() -> None:
+    budget = DecodeBudget(100)
+    admitted: list[str] = []
+    done = {name: trio.Event() for name in "abcd"}
+
+    async def decode(name: str, cost_bytes: int) -> None:
+        async with budget.reserve(cost_bytes):
+            admitted.append(name)
+            await done[name].wait()
+
+    async def arrive(nursery: trio.Nursery, name: str, cost_bytes: int) -> None:
+        nursery.start_soon(decode, name, cost_bytes)
+        await wait_all_tasks_blocked()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            await arrive(nursery, "a", 60)
+            await arrive(nursery, "b", 60)  # does not fit beside a
+            await arrive(nursery, "c", 10)  # would fit, but waits its turn behind b
+            assert (admitted, budget.reserved_bytes) == (["a"], 60)
+            done["a"].set()
+            await wait_all_tasks_blocked()
+            assert (admitted, budget.reserved_bytes) == (["a", "b", "c"], 70)
+            await arrive(nursery, "d", 1000)  # more than the whole budget: runs alone
+            assert admitted == ["a", "b", "c"]
+            done["b"].set()
+            await wait_all_tasks_blocked()
+            assert admitted == ["a", "b", "c"]
+            done["c"].set()
+            await wait_all_tasks_blocked()
+            assert (admitted, budget.reserved_bytes) == (["a", "b", "c", "d"], 100)
+            done["d"].set()
+    assert budget.reserved_bytes == 0

@@ -15,8 +15,14 @@ worker threads and counted, so a part past `storage.max_upload_bytes` is 413 FIL
 at once, without reading the rest. The image is then checked and decoded from that file
 (`storage.images.validate_upload_file`), and the route stores the result only after that,
 so a rejected upload writes nothing. The files are closed, freeing their space, when the
-request ends (`close_spooled_uploads`, a teardown of the app). So a burst of uploads costs
-the process a few chunks each, plus the decodes `storage.images` lets run at once.
+request ends (`close_spooled_uploads`, a teardown of the app).
+
+quart appends whatever arrives to the request's body buffer, however slowly the parser
+takes it (it waits for its disk writes): a burst of uploads on a busy host would pile up
+whole bodies there. So on upload routes the app's `receive` is paced (`paced_uploads`):
+while a streamed body holds MAX_BUFFERED_BYTES unread, the next message waits, hypercorn's
+bounded queue fills and TCP holds the rest back. So a burst of uploads costs the process
+about a megabyte each, plus the decodes `storage.images` lets run at once.
 `read_image_upload(settings)` is what an upload route calls.
 """
 
@@ -31,7 +37,7 @@ import attrs
 import trio
 from quart import request
 from quart_trio.formparser import TrioFormDataParser
-from quart_trio.wrappers.request import TrioRequest
+from quart_trio.wrappers.request import TrioBody, TrioRequest
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
@@ -60,12 +66,16 @@ if TYPE_CHECKING:
     from lumiku.config import Settings
     from lumiku.storage.images import CleanImage
 
+    ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
 UPLOAD_SUFFIX: Final = "/upload"
 UPLOAD_METHODS: Final = frozenset({"POST", "PUT"})
 FORM_OVERHEAD_BYTES: Final = 64 * 1024
 BODY_LIMIT_SCOPE_KEY: Final = "lumiku.max_body_bytes"
 IMAGE_FIELD: Final = "image"
 SPOOL_CHUNK_BYTES: Final = 256 * 1024
+MAX_BUFFERED_BYTES: Final = 256 * 1024
+BODY_SCOPE_KEY: Final = "lumiku.body"
 SPOOL_PREFIX: Final = ".upload-"
 
 
@@ -81,9 +91,61 @@ def upload_body_limit(settings: Settings) -> int:
     )
 
 
+class PacedBody(TrioBody):
+    """quart-trio's request body, which also says when a consumer streaming it has taken
+    what was buffered (`wait_for_room`). A consumer awaiting the whole body is not paced."""
+
+    def __init__(self, expected_content_length: int | None, max_content_length: int | None):
+        super().__init__(expected_content_length, max_content_length)
+        self._streamed = False
+        self._taken = trio.Event()
+
+    async def __anext__(self) -> bytes:
+        self._streamed = True
+        try:
+            return await super().__anext__()
+        finally:
+            self._taken.set()
+            self._taken = trio.Event()
+
+    async def wait_for_room(self, max_buffered_bytes: int) -> None:
+        """Return once fewer than `max_buffered_bytes` wait unread, or the body is not
+        streamed (yet), complete or refused."""
+        while (
+            self._streamed
+            and len(self._data) >= max_buffered_bytes
+            and not self._complete.is_set()
+            and self._must_raise is None
+        ):
+            await self._taken.wait()
+
+
+def paced_uploads(app: ASGIApp) -> ASGIApp:
+    """`app` with the `receive` of upload routes paced by their body (module docstring).
+    The pacing ends with the request: quart-trio cancels its reader once it answered."""
+
+    async def paced_app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or BODY_LIMIT_SCOPE_KEY not in scope:
+            await app(scope, receive, send)
+            return
+
+        async def paced_receive() -> Any:
+            body = scope.get(BODY_SCOPE_KEY)
+            if isinstance(body, PacedBody):
+                await body.wait_for_room(MAX_BUFFERED_BYTES)
+            return await receive()
+
+        await app(scope, paced_receive, send)
+
+    return paced_app
+
+
 class BodyLimitedRequest(TrioRequest):
     """quart-trio's request, with the body limit the edge chose for this request
-    (`scope["lumiku.max_body_bytes"]`, set on upload routes) instead of the app-wide one."""
+    (`scope["lumiku.max_body_bytes"]`, set on upload routes) instead of the app-wide one,
+    a `PacedBody` (in the scope for `paced_uploads`) and form files spooled to disk."""
+
+    body_class = PacedBody
 
     def __init__(
         self,
@@ -118,6 +180,7 @@ class BodyLimitedRequest(TrioRequest):
         self.max_content_length = limit
 
         self.spooled: list[IO[bytes]] = []  # closed by close_spooled_uploads
+        scope[BODY_SCOPE_KEY] = self.body  # type: ignore[typeddict-unknown-key]
 
     def make_form_data_parser(self) -> FormDataParser:
         storage = current_deps().settings.storage

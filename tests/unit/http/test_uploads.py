@@ -10,6 +10,7 @@ from typing import IO, Any
 import attrs
 import pytest
 import trio
+from trio.testing import wait_all_tasks_blocked
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from lumiku.config import HttpSettings, Settings, StorageSettings
@@ -19,6 +20,7 @@ from lumiku.http.uploads import (
     BODY_LIMIT_SCOPE_KEY,
     FORM_OVERHEAD_BYTES,
     SPOOL_CHUNK_BYTES,
+    PacedBody,
     SpoolingFormParser,
     is_upload_path,
     upload_body_limit,
@@ -225,3 +227,28 @@ async def test_a_file_part_past_the_file_limit_is_file_too_large_at_once(tmp_pat
         )
     assert len(spooled) == 1
     spooled[0].close()
+
+
+async def test_a_streamed_body_holds_back_the_next_message_until_its_buffer_is_read() -> None:
+    body = PacedBody(None, None)
+    body.append(b"x" * 100)
+    await body.wait_for_room(100)  # not streamed yet: a reader awaiting it whole is not paced
+    assert await body.__anext__() == b"x" * 100
+    body.append(b"y" * 100)
+    waited = trio.Event()
+
+    async def receive_next() -> None:
+        await body.wait_for_room(100)
+        waited.set()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive_next)
+            await wait_all_tasks_blocked()
+            assert not waited.is_set()  # 100 bytes unread: the next message waits
+            assert await body.__anext__() == b"y" * 100
+            await wait_all_tasks_blocked()
+            assert waited.is_set()
+    body.append(b"z" * 100)
+    body.set_complete()
+    await body.wait_for_room(100)  # complete: nothing more to hold back

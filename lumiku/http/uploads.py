@@ -178,7 +178,6 @@ class BodyLimitedRequest(TrioRequest):
             send_push_promise=send_push_promise,
         )
         self.max_content_length = limit
-
         self.spooled: list[IO[bytes]] = []  # closed by close_spooled_uploads
         scope[BODY_SCOPE_KEY] = self.body  # type: ignore[typeddict-unknown-key]
 

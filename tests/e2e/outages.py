@@ -31,6 +31,9 @@ API: Final = "/api/apps/avatar-creator"
 USERS: Final = 3
 REQUEST_TIMEOUT_S: Final = 10.0  # every request answers within this (issue 13)
 READINESS_EVERY_S: Final = 0.1
+# Each user submits a generation every SUBMIT_EVERY_S: a steady stream the workers keep up
+# with, so the queue does not grow for reasons unrelated to the outage.
+SUBMIT_EVERY_S: Final = 0.5
 TERMINAL: Final = frozenset({"succeeded", "failed", "cancelled"})
 SERVE: Final = ("-m", "lumiku", "serve")  # the real command, with the built-in apps
 
@@ -161,8 +164,7 @@ async def _load(
         record.answers.append(Answer(started, took, response.status_code, code))
         if response.status_code == 202:
             record.generations.append((token, response.json()["generation"]["id"]))
-        elif response.status_code == 503:
-            await trio.sleep(0.2)  # a client honouring the 503 backs off a little
+        await trio.sleep(max(0.0, SUBMIT_EVERY_S - took))
 
 
 async def _poll_readiness(client: httpx.AsyncClient, record: Record, stop: trio.Event) -> None:

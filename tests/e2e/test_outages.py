@@ -87,18 +87,19 @@ async def run_outages(
                 )
                 assert process.returncode is None, scenario.service.current.lines[-20:]
                 assert await scenario.service.stop(signal.SIGTERM) == 0
+        # through the proxies, which are up again
+        reconciled = await trio.run_process(
+            [sys.executable, "-m", "lumiku", "reconcile"],
+            env=env,
+            cwd=ROOT,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
     unfinished = {g: s for g, s in statuses.items() if s != "succeeded"}
     assert len(statuses) == len(record.generations), "some generations were never seen"
     assert unfinished == {}, unfinished
     check_record(record, tuple({t for targets in targets_per_cut for t in targets}))
-    reconciled = await trio.run_process(
-        [sys.executable, "-m", "lumiku", "reconcile"],
-        env=env,
-        cwd=ROOT,
-        capture_stdout=True,
-        capture_stderr=True,
-        check=False,
-    )
     assert reconciled.returncode == 0, (reconciled.stdout, reconciled.stderr)
 
 

@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from lumiku import events
 from lumiku.db.queries import load_queries
-from lumiku.jobs.announce import event_data, terminal_type
+from lumiku.jobs.announce import terminal_event
 from lumiku.jobs.models import Job
 
 if TYPE_CHECKING:
@@ -50,19 +49,6 @@ class RestoreCursor:
     @classmethod
     def starting(cls, now: datetime) -> RestoreCursor:
         return cls(now - timedelta(seconds=WINDOW_S))
-
-
-def terminal_event(job: Job) -> events.Event:
-    """The terminal event of finished `job`, as its worker published (or meant to)."""
-    kind = terminal_type(job)
-    return events.Event(
-        type=kind,
-        job_id=str(job.id),
-        user_id=str(job.user_id),
-        seq=job.event_seq,
-        ts=events.utc_now(),
-        data=event_data(kind, job, job.refunded),
-    )
 
 
 async def restore_terminal_events(deps: Deps, cursor: RestoreCursor, now: datetime) -> int:

@@ -1,5 +1,6 @@
 """Restoring terminal events that a crash lost (SPEC §7: every job ends with exactly one
-terminal event).
+terminal event), after the events this instance could not write while Redis was down
+(`EventBus.flush`).
 
 A terminal event is published just after its transaction commits; an instance killed in
 between leaves a finished job whose Redis stream never got its `generation:completed`
@@ -58,6 +59,9 @@ async def restore_terminal_events(deps: Deps, cursor: RestoreCursor, now: dateti
     where it was, so the next call tries again)."""
     if deps.redis is None:
         return 0
+    # first what this instance published while Redis was down, so each stream takes its
+    # events in order (and a terminal event restored below comes after them)
+    await deps.events.flush()
     until = now - timedelta(seconds=SETTLE_S)
     restored = 0
     while True:

@@ -157,8 +157,9 @@ for i, key in ipairs(KEYS) do
   stored[i] = 1
   if type(added) == 'table' and added.err then
     late[key] = late[key] or {}
-    if late[key][id] or #redis.call('XRANGE', key, id, id) > 0 then
-      stored[i] = 0
+    local found = redis.pcall('XRANGE', key, id, id)
+    if late[key][id] or found.err or #found > 0 then
+      stored[i] = 0  -- there already, or not a stream at all (never fail the batch)
     else
       late[key][id] = ARGV[at + 2]
     end

@@ -455,7 +455,7 @@ async def test_the_stream_merges_a_late_seq_in_place_and_keeps_the_first_of_a_se
 ) -> None:
     with trio.fail_after(GUARD_S):
         async with coredis.Redis.from_url(redis_url, verify_version=False) as raw:
-            key = events.STREAM_PREFIX + "job-late"
+            key = events.STREAM_PREFIX + f"job-late-{uuid.uuid4().hex}"
 
             def item(seq: int, note: str) -> tuple[str, int, str, str]:
                 record = {**event(seq, job_id="job-late").to_record(), "data": {"note": note}}
@@ -482,9 +482,18 @@ async def test_the_stream_merges_a_late_seq_in_place_and_keeps_the_first_of_a_se
             ]
             assert 0 < await raw.ttl(key) <= 60
             assert await publish(item(10, "a")) == [True]
+            # a key that is not a stream fails its own event, never the batch (which may
+            # carry a backlog)
+            poisoned = events.STREAM_PREFIX + "job-poisoned"
+            await raw.set(poisoned, "x")
+            try:
+                assert await publish((poisoned, 1, "{}", "{}"), item(11, "a")) == [False, True]
+            finally:
+                await raw.delete([poisoned])
             assert await read_stream_after(raw, key, 5) == [
                 item(9, "a")[2].encode(),
                 item(10, "a")[2].encode(),
+                item(11, "a")[2].encode(),
             ]
 
 

@@ -105,6 +105,8 @@ async def _stream(deps: Deps, job: Job, after: int) -> AsyncIterator[bytes]:
                         yield _frame(missed)
                         if missed.is_terminal:
                             return
+                    if job.finished:
+                        return  # the client had its terminal event already
                     yield b": keep-alive\n\n"
                 continue
             idle_s = 0.0

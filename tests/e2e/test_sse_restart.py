@@ -5,7 +5,8 @@ The restarted process's in-process rings are empty: the jobs that had finished b
 kill have their terminal event only in their row, those killed mid-run are reaped and run
 again, those still queued run for the first time. The stream of every job, opened after
 the restart without `Last-Event-ID` and with one before its end, must end by itself after
-exactly one terminal event, the one the job's final status names."""
+exactly one terminal event, the one the job's final status names; a websocket subscribing
+to each job gets exactly one terminal event too."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from lumiku import events
 from tests.e2e.chaos import JOB_TEST_ENV, open_restarts, submit
 from tests.e2e.harness import bearer, register
 from tests.e2e.process import base_env
+from tests.e2e.wsclient import connect
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +96,7 @@ async def test_after_a_sigkill_every_jobs_sse_stream_ends_after_one_terminal_eve
     )
     assert "LUMIKU_REDIS_URL" not in env
     streams: dict[tuple[str, int | None], list[dict[str, Any]]] = {}
+    sockets: dict[str, list[dict[str, Any]]] = {}
     with trio.fail_after(GUARD_S):
         async with open_restarts(env) as service:
             await service.start()
@@ -131,6 +134,9 @@ async def test_after_a_sigkill_every_jobs_sse_stream_ends_after_one_terminal_eve
                 for user, job in jobs:
                     for last_event_id in (None, 1):  # 1: the generation:queued event
                         nursery.start_soon(read, job["id"], user["token"], last_event_id)
+                for user in users:
+                    owned = [job["id"] for owner, job in jobs if owner is user]
+                    nursery.start_soon(watch, service.base_url, user["token"], owned, sockets)
             async with httpx.AsyncClient(base_url=service.base_url, timeout=10) as client:
                 after = {
                     job["id"]: await job_status(client, user["token"], job["id"])
@@ -156,3 +162,38 @@ async def test_after_a_sigkill_every_jobs_sse_stream_ends_after_one_terminal_eve
     assert {job["id"]: job["status"] for job in after.values()} == dict.fromkeys(
         before, "succeeded"
     )
+    # a websocket subscribing to each job after the restart: the same, one terminal event
+    for job_id, received in sockets.items():
+        why = (job_id, before[job_id], received)
+        assert received[0]["type"] == events.SNAPSHOT, why
+        terminal = [e for e in received if e["type"] in events.TERMINAL]
+        assert [e["type"] for e in terminal] == [events.COMPLETED], why
+        seqs = [e["seq"] for e in received[1:]]
+        assert seqs == sorted(set(seqs)), why
+    assert set(sockets) == set(before)
+
+
+async def watch(
+    base_url: str, token: str, job_ids: list[str], sockets: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Subscribe to each of `job_ids` on one websocket and record its messages by job until
+    each had a terminal event, then until a ping's pong (what was queued behind them)."""
+    async with connect(f"ws{base_url.removeprefix('http')}/api/ws?token={token}") as ws:
+        assert json.loads(await ws.receive())["type"] == "ready"
+        for job_id in job_ids:
+            sockets[job_id] = []
+            await ws.send(json.dumps({"type": "subscribe", "job_id": job_id, "after_seq": 0}))
+        ended: set[str] = set()
+        pinged = False
+        while True:
+            message = json.loads(await ws.receive())
+            if message["type"] == "pong":
+                return
+            if message["type"] == "ping":
+                continue
+            sockets[message["job_id"]].append(message)
+            if message["type"] in events.TERMINAL:
+                ended.add(message["job_id"])
+            if ended == set(job_ids) and not pinged:
+                pinged = True
+                await ws.send('{"type":"ping"}')

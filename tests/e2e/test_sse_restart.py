@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import signal
+import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,10 @@ import pytest
 import trio
 
 from lumiku import events
-from tests.e2e.chaos import JOB_TEST_ENV, open_restarts, submit
+from lumiku.config import Settings
+from lumiku.jobs import get_job
+from lumiku.supervisor import open_deps
+from tests.e2e.chaos import JOB_TEST_ENV, open_restarts, settings_of, submit
 from tests.e2e.harness import bearer, register
 from tests.e2e.process import base_env
 from tests.e2e.wsclient import connect
@@ -29,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 USERS = 3
 SHORT_MS = 50
-LONG_MS = 3000
+LONG_MS = 5000
 COST = 5
 TERMINAL_EVENT = {
     "succeeded": events.COMPLETED,
@@ -53,6 +58,19 @@ async def wait_for_status(
     """Poll over the API (a real process: the caller holds the fail_after guard)."""
     while (await job_status(client, token, job_id))["status"] not in statuses:
         await trio.sleep(POLL_S)
+
+
+async def statuses(settings: Settings, jobs: list[dict[str, Any]]) -> dict[str, str]:
+    """The jobs' statuses as their rows hold them (read while no service runs)."""
+    async with open_deps(settings, migrate=False) as deps:
+        return {
+            job["id"]: (
+                await get_job(
+                    deps.store, uuid.UUID(job["id"]), user_id=uuid.UUID(int=0), is_admin=True
+                )
+            ).status
+            for job in jobs
+        }
 
 
 async def sse_frames(
@@ -114,11 +132,8 @@ async def test_after_a_sigkill_every_jobs_sse_stream_ends_after_one_terminal_eve
                     wanted = {"succeeded"} if n % 4 == 0 else {"running"}
                     if n % 4 != 3:
                         await wait_for_status(client, user["token"], job["id"], wanted)
-                before = {
-                    job["id"]: (await job_status(client, user["token"], job["id"]))["status"]
-                    for user, job in jobs
-                }
             assert await service.stop(signal.SIGKILL) == -signal.SIGKILL
+            before = await statuses(settings_of(env, tmp_path), [job for _user, job in jobs])
 
             await service.start()
             async with (
@@ -144,8 +159,11 @@ async def test_after_a_sigkill_every_jobs_sse_stream_ends_after_one_terminal_eve
                 }
             assert await service.stop(signal.SIGTERM) == 0
 
-    # the kill hit each kind of job: finished, running, queued
-    assert sorted(before.values()) == sorted(["succeeded", "running", "running", "queued"] * USERS)
+    # the kill hit each kind of job: finished, running (unless a LONG_MS job finished in
+    # the moment between being seen running and the kill), queued
+    assert [before[job["id"]] for _user, job in jobs[::4]] == ["succeeded"] * USERS
+    assert Counter(before.values())["running"] > 0, before
+    assert set(before.values()) <= {"succeeded", "running", "queued"}, before
     for (job_id, last_event_id), frames in streams.items():
         why = (job_id, last_event_id, before[job_id], frames)
         assert frames[0]["event"] == events.SNAPSHOT, why

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 from collections.abc import AsyncIterator
 from functools import partial
@@ -184,3 +185,92 @@ async def test_a_job_whose_final_write_fails_is_recovered_by_the_reaper(
     kinds = [e.kind for e in history.entries]
     assert kinds.count("charge") == 1
     assert kinds.count("refund") == (1 if refunded else 0)
+
+
+@attrs.define
+class LongJob:
+    """Runs 25 s, reporting progress every second; the database is away from 1 s to 15 s
+    into the run (a heartbeat and many progress writes fail, the lease survives)."""
+
+    attempts: list[int] = attrs.field(factory=list)
+
+    async def __call__(self, ctx: JobContext) -> Outcome:
+        self.attempts.append(ctx.attempt)
+        store: FlakyStore = ctx.deps.store  # type: ignore[assignment]
+        for second in range(1, 26):
+            store.down = 1 <= second < 15
+            await ctx.progress(second, 25, "working")
+            await trio.sleep(1)
+        return Outcome({"attempt": ctx.attempt})
+
+
+async def test_heartbeats_and_progress_ride_out_a_short_outage(
+    tmp_path: Path, thread_safe_autojump: trio.testing.MockClock
+) -> None:
+    script = LongJob()
+    async with world(tmp_path, script) as w:  # type: ignore[arg-type]
+        submitted = await jobs.submit(
+            w.store.store,
+            user_id=w.user_id,
+            tags=(),
+            app="demo",
+            kind="demo.script",
+            payload={},
+            cost=COST,
+            policy=CreditsPolicy.from_settings(w.deps.settings.credits),
+        )
+        w.workers.wake()
+        with trio.fail_after(600):
+            while (done := await w.stored(submitted.job)).status not in jobs.FINISHED:
+                await trio.sleep(1)
+        retried = {line["task"] for line in w.log_lines("service.task_retrying")}
+        recovered = {line["task"] for line in w.log_lines("service.task_recovered")}
+        assert w.log_lines("jobs.finish_failed") == []
+        assert w.log_lines("jobs.lease_lost") == []
+    assert script.attempts == [1]  # the lease held: never reaped, never run twice
+    assert (done.status, done.attempt, done.error) == ("succeeded", 1, None)
+    assert (done.progress.completed, done.progress.total) == (25, 25)
+    assert {"jobs.heartbeat", "jobs.progress"} <= retried & recovered
+
+
+async def test_signals_and_payment_expiry_back_off_until_the_database_answers(
+    tmp_path: Path, thread_safe_autojump: trio.testing.MockClock
+) -> None:
+    from lumiku.jobs.signals import serve_signals
+    from lumiku.payments.expiry import serve_payment_expiry
+
+    output = io.StringIO()
+    logs.configure("info", "json", stream=output)
+    settings = make_settings(tmp_path)
+    async with open_deps(settings) as real, trio.open_nursery() as nursery:
+        listening, expiring = FlakyStore(real.store, failures=4), FlakyStore(real.store, failures=4)
+        deps = attrs.evolve(real, store=listening)
+        await nursery.start(keep_serving, "jobs.signals", serve_signals, deps)
+        await nursery.start(
+            keep_serving,
+            "payments.expiry",
+            partial(serve_payment_expiry, troubles=deps.troubles),
+            expiring,
+            60.0,
+        )
+        await trio.sleep(1)
+        signals_down = deps.troubles.snapshot()
+        await trio.sleep(60.1)  # the first expiry run (at 60 s) fails
+        expiry_down = deps.troubles.snapshot()
+        await trio.sleep(60)
+        after = deps.troubles.snapshot()
+        nursery.cancel_scope.cancel()
+    lines = [json.loads(line) for line in output.getvalue().splitlines()]
+    retries = [x for x in lines if x["event"] == "service.task_retrying"]
+    for task in ("jobs.signals", "payments.expiry"):
+        mine = [x for x in retries if x["task"] == task]
+        assert [x["attempt"] for x in mine] == [1, 2, 3, 4]
+        delays = [x["retry_in_s"] for x in mine]
+        assert all(a < b for a, b in itertools.pairwise(delays))  # backing off
+        assert 0.25 <= delays[0] <= 0.5
+    recovered = {x["task"] for x in lines if x["event"] == "service.task_recovered"}
+    assert recovered == {"jobs.signals", "payments.expiry"}
+    assert set(signals_down["failing"]) == {"jobs.signals"}
+    assert set(expiry_down["failing"]) == {"payments.expiry"}
+    assert after == {"status": "ok", "failing": {}}
+    assert [x for x in lines if x["event"] == "service.task_failed"] == []

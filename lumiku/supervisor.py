@@ -19,6 +19,10 @@ run
                        (+ serve_http of /metrics alone on metrics.bind, when set)
 ```
 
+Each background task runs under `keep_serving`: it rides out outages of the database and
+Redis itself (`lumiku.retrying`), and should one still escape it after start-up it is
+started again; anything else that ends it is logged with the task's name and traceback.
+
 Exit codes: 0 after a graceful stop, 1 when a second signal forced it or something
 failed, 4 when the schema is behind (production without `database.auto_migrate`) or ahead.
 """

@@ -258,7 +258,10 @@ async def _run_jobs(workers: Workers, nursery: trio.Nursery) -> None:
             with trio.move_on_after(claiming.failed(exc)):
                 await deps.shutdown.requested.wait()
             continue
-        claiming.succeeded()
+        if claimed is None:  # no free slot: the database was not asked
+            claimed = []
+        else:
+            claiming.succeeded()
         for job in claimed:
             workers.running[job.id] = Running(trio.CancelScope(), job.kind, job.attempt)
             nursery.start_soon(_run_job, workers, job)
@@ -304,7 +307,8 @@ async def _save_progress(workers: Workers) -> None:
                 context.unsaved = None
 
 
-async def _claim(workers: Workers) -> list[Job]:
+async def _claim(workers: Workers) -> list[Job] | None:
+    """Claim due jobs for the free slots of this instance; None when there is none."""
     deps = workers.deps
     busy: dict[str, int] = {}
     for running in workers.running.values():
@@ -316,7 +320,7 @@ async def _claim(workers: Workers) -> list[Job]:
     }
     slots = {name: free for name, free in slots.items() if free > 0}
     if not slots:
-        return []
+        return None
     jobs, now = deps.settings.jobs, workers.clock()
     claimed = await claim(
         deps.store,

@@ -199,14 +199,14 @@ async def serve_flags(
         try:
             await refresh(flags, redis)
         except DEPENDENCY_ERRORS as exc:
-            refreshing.failed(exc)
+            delay_s = refreshing.failed(exc, at_least_s=refresh_s)
         task_status.started()
         while True:
             await trio.sleep(delay_s)
             try:
                 await refresh(flags, redis)
             except DEPENDENCY_ERRORS as exc:
-                delay_s = max(refresh_s, refreshing.failed(exc))  # no faster than usual
+                delay_s = refreshing.failed(exc, at_least_s=refresh_s)  # no faster than usual
             else:
                 refreshing.succeeded()
                 delay_s = refresh_s

@@ -20,6 +20,7 @@ come back in the same instant. `TaskTroubles` lists the tasks failing right now,
 
 from __future__ import annotations
 
+import math
 import random
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -107,10 +108,19 @@ class Retrying:
     backoff: Backoff = attrs.field(factory=Backoff)
     failures: int = 0
 
-    def failed(self, error: BaseException, **fields: Any) -> float:
-        """Log `service.task_retrying` and report the trouble; returns the delay to wait."""
+    def failed(
+        self,
+        error: BaseException,
+        *,
+        at_least_s: float = 0.0,
+        at_most_s: float = math.inf,
+        **fields: Any,
+    ) -> float:
+        """Log `service.task_retrying` and report the trouble; returns the delay to wait:
+        the backoff's, kept within `at_least_s`…`at_most_s` for a task with a schedule of
+        its own (a heartbeat must not fall behind its lease)."""
         self.failures += 1
-        delay_s = self.backoff.delay_s(self.failures)
+        delay_s = min(max(self.backoff.delay_s(self.failures), at_least_s), at_most_s)
         message = str(error) or type(error).__name__
         log.warning(
             "service.task_retrying",

@@ -62,13 +62,13 @@ async def serve_reaper(
                 next_purge = trio.current_time() + PURGE_EVERY_S
                 await purge_idempotency_keys(deps.store, clock())
         except DEPENDENCY_ERRORS as exc:
-            delay_s = min(reaping.failed(exc), delay_s)  # back soon, never later than usual
+            delay_s = reaping.failed(exc, at_most_s=delay_s)  # back soon, never later than usual
         else:
             reaping.succeeded()
         try:
             restored = await restore_terminal_events(deps, restore_from, clock())
         except DEPENDENCY_ERRORS as exc:
-            restoring.failed(exc)
+            restoring.failed(exc, at_least_s=delay_s, at_most_s=delay_s)  # at the next round
         else:
             restoring.succeeded()
             if restored:

@@ -296,8 +296,8 @@ async def _save_progress(workers: Workers) -> None:
         try:
             await transitions.save_progress(workers.deps.store, reports)
         except DEPENDENCY_ERRORS as exc:
-            delay_s = retrying.failed(exc, jobs=len(reports))
-            next_at = max(next_at, trio.current_time() + delay_s)
+            delay_s = retrying.failed(exc, at_least_s=PROGRESS_WRITE_S, jobs=len(reports))
+            next_at = trio.current_time() + delay_s
             for context, _progress, _seq in batch:  # again after the delay
                 workers.progress_reported(context)
             continue
@@ -385,7 +385,6 @@ async def _renew_leases(workers: Workers) -> None:
     another instance, is cancelled (it ends `cancelled` with its partial refund)."""
     deps = workers.deps
     lease_s = deps.settings.jobs.lease_s
-    # Never slower than lease/3 while the database is down: a lease renewed late is lost.
     retrying = Retrying("jobs.heartbeat", deps.troubles)
     while True:
         await trio.sleep(lease_s / 3)
@@ -401,7 +400,8 @@ async def _renew_leases(workers: Workers) -> None:
                 workers.clock(),
             )
         except DEPENDENCY_ERRORS as exc:
-            retrying.failed(exc, jobs=len(mine))
+            # still every lease/3 while the database is away: a lease renewed late is lost
+            retrying.failed(exc, at_least_s=lease_s / 3, at_most_s=lease_s / 3, jobs=len(mine))
             continue
         retrying.succeeded()
         for job_id, running in mine.items():

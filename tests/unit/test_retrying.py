@@ -150,3 +150,17 @@ async def test_keep_serving_lets_an_outage_before_the_first_start_fail_start_up(
     (failed,) = log_lines("service.task_failed")
     assert failed["task"] == "demo.task"
     assert "Connect call failed" in failed["exception"]
+
+
+async def test_a_task_with_its_own_schedule_keeps_it(
+    autojump_clock: trio.testing.MockClock, log_lines: Any
+) -> None:
+    heartbeat = Retrying("demo.heartbeat", backoff=Backoff(0.5, 60, rng=lambda: 1.0))
+    assert [heartbeat.failed(OSError("x"), at_least_s=10, at_most_s=10) for _ in range(3)] == [
+        10,
+        10,
+        10,
+    ]
+    reaper = Retrying("demo.reaper", backoff=Backoff(4, 60, rng=lambda: 1.0))
+    assert [reaper.failed(OSError("x"), at_most_s=15) for _ in range(3)] == [4, 8, 15]
+    assert [x["retry_in_s"] for x in log_lines("service.task_retrying")][-3:] == [4, 8, 15]

@@ -181,8 +181,10 @@ class FlakyStore:
 
     While `down`, and for the next `failures` calls, every call raises `Unavailable` without
     reaching the database. With `lose_answers`, a call reaches the database and commits, and
-    then raises all the same: the connection died before its answer arrived. `failed` counts
-    the calls that raised.
+    then raises all the same: the connection died before its answer arrived. Between
+    `stall()` and `resume()` every call waits, as on a silent network without client
+    timeouts, and goes on once resumed (unless cancelled meanwhile). `failed` counts the
+    calls that raised.
     """
 
     store: Any
@@ -190,8 +192,20 @@ class FlakyStore:
     down: bool = False
     lose_answers: bool = False
     failed: int = 0
+    _resumed: trio.Event | None = None
 
-    def _outage(self) -> None:
+    def stall(self) -> None:
+        if self._resumed is None:
+            self._resumed = trio.Event()
+
+    def resume(self) -> None:
+        if self._resumed is not None:
+            self._resumed.set()
+            self._resumed = None
+
+    async def _outage(self) -> None:
+        if self._resumed is not None:
+            await self._resumed.wait()
         if self.down or self.failures > 0:
             self.failures = max(self.failures - 1, 0)
             self.failed += 1
@@ -203,7 +217,7 @@ class FlakyStore:
             raise Unavailable("PostgreSQL: connection lost after the statement was sent")
 
     async def _call(self, method: str, *args: Any) -> Any:
-        self._outage()
+        await self._outage()
         result = await getattr(self.store, method)(*args)
         self._lost()
         return result
@@ -231,14 +245,14 @@ class FlakyStore:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Any]:
-        self._outage()
+        await self._outage()
         async with self.store.transaction() as tx:
             yield tx
         self._lost()
 
     @contextlib.asynccontextmanager
     async def listen(self, channel: str) -> AsyncIterator[Any]:
-        self._outage()
+        await self._outage()
         async with self.store.listen(channel) as listener:
             yield listener
 

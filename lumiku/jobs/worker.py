@@ -180,7 +180,15 @@ class Workers:
     completions: Completions = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.completions = Completions(self.deps.store)
+        self.completions = Completions(self.deps.store, on_late=self._completed_late)
+
+    async def _completed_late(self, done: Transition) -> None:
+        """A success written after its job's task gave up waiting (`jobs.finish_timed_out`):
+        counted and announced here instead."""
+        job = done.job
+        log.warning("jobs.finish_written_late", job_id=str(job.id), attempt=job.attempt)
+        self.deps.jobs.metrics.finished(job.kind, job.status)
+        await announce(self.deps.events, done)
 
     @property
     def worker_id(self) -> str:

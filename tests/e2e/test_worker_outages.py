@@ -274,3 +274,83 @@ async def test_signals_and_payment_expiry_back_off_until_the_database_answers(
     assert set(expiry_down["failing"]) == {"payments.expiry"}
     assert after == {"status": "ok", "failing": {}}
     assert [x for x in lines if x["event"] == "service.task_failed"] == []
+
+
+@attrs.define
+class StallingScript:
+    """Attempt 1 silences the database (calls hang, no error) before its result is written,
+    then ends as `first` says; later attempts succeed."""
+
+    first: str
+    attempts: list[int] = attrs.field(factory=list)
+    stalled_at: float | None = None
+
+    async def __call__(self, ctx: JobContext) -> Outcome:
+        self.attempts.append(ctx.attempt)
+        if ctx.attempt == 1:
+            ctx.deps.store.stall()  # type: ignore[attr-defined]
+            self.stalled_at = trio.current_time()
+            if self.first == "transient":
+                raise Transient("upstream 503")
+        return Outcome({"attempt": ctx.attempt})
+
+
+@pytest.mark.parametrize(
+    ("first", "attempts"),
+    [
+        # the retry's own transaction hangs: cancelled by the cleanup budget, nothing written;
+        # the reaper recovers the job and attempt 2 ends it
+        ("transient", [1, 2]),
+        # the group commit's statement hangs: the job's task stops waiting for it, but the
+        # batch goes through once the database answers again, still fenced, and is
+        # announced then
+        ("ok", [1]),
+    ],
+)
+async def test_a_final_write_that_hangs_is_bounded_and_the_job_ends_once(
+    tmp_path: Path, thread_safe_autojump: trio.testing.MockClock, first: str, attempts: list[int]
+) -> None:
+    script = StallingScript(first)
+    async with world(tmp_path, script) as w:  # type: ignore[arg-type]
+        submitted = await jobs.submit(
+            w.store.store,
+            user_id=w.user_id,
+            tags=(),
+            app="demo",
+            kind="demo.script",
+            payload={},
+            cost=COST,
+            policy=CreditsPolicy.from_settings(w.deps.settings.credits),
+        )
+        w.workers.wake()
+        with trio.fail_after(60):
+            while not w.log_lines("jobs.finish_timed_out"):
+                await trio.sleep(0.1)
+        assert script.stalled_at is not None
+        gave_up_after = trio.current_time() - script.stalled_at
+        during = await w.stored(submitted.job)
+        slot_free = not w.workers.running
+        w.store.resume()
+        with trio.fail_after(600):
+            while (done := await w.stored(submitted.job)).status not in jobs.FINISHED:
+                await trio.sleep(1)
+        (timed_out,) = w.log_lines("jobs.finish_timed_out")
+        balance = await ledger.balance(w.store.store, w.user_id)
+        await trio.sleep(1)
+        job_id = str(submitted.job.id)
+        terminal = [e for e in w.received if e.job_id == job_id and e.type in TERMINAL]
+        late = w.log_lines("jobs.finish_written_late")
+    assert 10 <= gave_up_after <= 10.2  # the cleanup budget, not forever
+    assert slot_free
+    assert (during.status, during.attempt, during.result) == ("running", 1, None)
+    assert timed_out["job_id"] == str(submitted.job.id)
+    assert script.attempts == attempts
+    assert (done.status, done.attempt, done.refunded, done.error) == (
+        "succeeded",
+        attempts[-1],
+        0,
+        None,
+    )
+    assert balance == 100 - COST
+    assert [e.type for e in terminal] == ["generation:completed"]  # announced once, late or not
+    assert [x["job_id"] for x in late] == ([job_id] if first == "ok" else [])

@@ -11,6 +11,9 @@ reconciled. Several rounds, as the issue asks.
 from __future__ import annotations
 
 import contextlib
+import io
+import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
@@ -19,9 +22,11 @@ from urllib.parse import urlsplit
 import attrs
 import trio
 
+from lumiku import supervisor
 from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
 from lumiku.credits.reconcile import LEDGER_CHECKS, reconcile
 from lumiku.jobs.reconcile_checks import JOB_CHECKS
+from lumiku.observability import logging as logs
 from lumiku.payments.checks import PAYMENT_CHECKS
 from lumiku.testing import TcpProxy
 from tests.e2e.harness import Service, bearer, make_settings, register, running_service
@@ -144,3 +149,22 @@ async def test_postgres_cut_while_two_jobs_write_their_results(
     async with open_test_store(postgres_url, tmp_path) as store:
         report = await reconcile(store, checks=(*LEDGER_CHECKS, *JOB_CHECKS, *PAYMENT_CHECKS))
     assert report.ok, report.as_dict()
+
+
+async def test_only_start_up_fails_on_an_unreachable_database_and_says_why(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as closed:  # a port with nothing listening
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = {"LUMIKU_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{port}/lumiku"}
+    log = io.StringIO()
+    logs.configure("info", "json", stream=log)
+    with trio.fail_after(30):
+        code = await supervisor.run(make_settings(tmp_path, env), apps=Registry())
+    lines = [json.loads(line) for line in log.getvalue().splitlines()]
+    (failed,) = [x for x in lines if x["event"] == "service.dependency_unavailable"]
+    assert code == supervisor.EXIT_FAILED
+    assert failed["level"] == "error"
+    assert "Traceback" in failed["exception"]  # not just the message
+    assert "open_database" in failed["exception"]  # where it failed: start-up

@@ -49,11 +49,13 @@ from lumiku.events.local import (
 from lumiku.events.model import SNAPSHOT, Event
 from lumiku.events.outbox import Interrupted, Outbox
 from lumiku.observability.logging import get_logger
+from lumiku.retrying import DEPENDENCY_ERRORS, Backoff, Retrying
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from lumiku.redis import Client
+    from lumiku.retrying import TaskTroubles
 
 log = get_logger(__name__)
 
@@ -142,9 +144,13 @@ class EventBus(Protocol):
         `RedisUnavailable` (what is left stays for the next call)."""
 
     async def serve_fanout(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        troubles: TaskTroubles | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> NoReturn:
-        """Bring other instances' events to this instance's subscribers until cancelled."""
+        """Bring other instances' events to this instance's subscribers until cancelled
+        (a lost subscription is listed in `troubles` until it is back)."""
 
     def statistics(self) -> BusStatistics: ...
 
@@ -195,7 +201,10 @@ class InProcessBus:
         return 0
 
     async def serve_fanout(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        troubles: TaskTroubles | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> NoReturn:
         """Nothing to fan out within one process: reports started, then waits forever."""
         task_status.started()
@@ -439,7 +448,10 @@ class RedisBus:
         return len(restored)
 
     async def serve_fanout(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        troubles: TaskTroubles | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> NoReturn:
         """Hold this instance's ONE subscription to its channel (`lumiku:events`) and hand
         each event from another instance to the local subscribers of its user, until
@@ -447,11 +459,13 @@ class RedisBus:
 
         Reports started once subscribed, or after the first failed attempt (a Redis that is
         down at start-up must not stop the service from starting). When the subscription
-        fails it logs `events.fanout_lost`, waits (0.5 s doubling to 5 s, reset by a
-        successful subscription) and subscribes again; events published meanwhile are
-        missed live and recovered by clients through replay and the snapshot.
+        fails it logs `service.task_retrying` (task `events.fanout`), lists itself in
+        `troubles`, waits (0.5 s doubling to 5 s, jittered, reset by a successful
+        subscription) and subscribes again; events published meanwhile are missed live and
+        recovered by clients through replay and the snapshot.
         """
-        delay_s = self._backoff_min_s
+        backoff = Backoff(self._backoff_min_s, self._backoff_max_s)
+        retrying = Retrying("events.fanout", troubles, backoff)
         started = False
         while True:
             try:
@@ -459,22 +473,21 @@ class RedisBus:
                     self._fanout_connected = True
                     self._breaker.close()
                     log.info("events.fanout_subscribed", channel=self.channel)
-                    delay_s = self._backoff_min_s
+                    retrying.succeeded()
                     if not started:
                         started = True
                         task_status.started()
                     while True:
                         self._dispatch_message(await subscription.receive())
-            except RedisUnavailable as exc:
+            except DEPENDENCY_ERRORS as exc:
                 self._redis_failures += 1
-                log.warning("events.fanout_lost", error=str(exc), retry_in_s=delay_s)
+                delay_s = retrying.failed(exc)
             finally:
                 self._fanout_connected = False
             if not started:
                 started = True
                 task_status.started()
             await trio.sleep(delay_s)
-            delay_s = min(delay_s * 2, self._backoff_max_s)
 
     def _dispatch_message(self, payload: bytes) -> None:
         try:
@@ -513,8 +526,11 @@ def make_bus(client: Client | None, instance_id: str, **options: Any) -> EventBu
 
 
 async def serve_fanout(
-    bus: EventBus, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    bus: EventBus,
+    *,
+    troubles: TaskTroubles | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """The supervisor's entry point: `await nursery.start(events.serve_fanout, deps.events)`.
     A no-op that waits forever for the in-process bus; see `RedisBus.serve_fanout`."""
-    await bus.serve_fanout(task_status=task_status)
+    await bus.serve_fanout(troubles=troubles, task_status=task_status)

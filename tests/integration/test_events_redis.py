@@ -20,6 +20,7 @@ from lumiku.config import RedisSettings
 from lumiku.errors import RedisUnavailable
 from lumiku.events import Event, RedisBus
 from lumiku.redis import open_redis, publish_events, read_stream_after
+from lumiku.retrying import TaskTroubles
 from lumiku.testing import TcpProxy
 
 GUARD_S = 10
@@ -46,9 +47,10 @@ def channel() -> str:
 
 @contextlib.asynccontextmanager
 async def running_buses(
-    channel: str, *urls: str, backoff_min_s: float = 0.5
+    channel: str, *urls: str, backoff_min_s: float = 0.5, troubles: TaskTroubles | None = None
 ) -> AsyncIterator[list[RedisBus]]:
-    """One RedisBus per URL, each on a client of its own, each running its fan-out."""
+    """One RedisBus per URL, each on a client of its own, each running its fan-out (which
+    reports its trouble to `troubles`)."""
     async with contextlib.AsyncExitStack() as stack:
         buses = []
         for n, url in enumerate(urls):
@@ -65,7 +67,7 @@ async def running_buses(
             )
         nursery = await stack.enter_async_context(trio.open_nursery())
         for bus in buses:
-            await nursery.start(bus.serve_fanout)
+            await nursery.start(partial(bus.serve_fanout, troubles=troubles))
         yield buses
         nursery.cancel_scope.cancel()
 
@@ -175,18 +177,21 @@ async def test_redis_outage_keeps_local_delivery_and_the_fanout_comes_back(
     redis_proxy: tuple[TcpProxy, str], channel: str
 ) -> None:
     proxy, url = redis_proxy
+    troubles = TaskTroubles()
     with trio.fail_after(GUARD_S):
         async with (
-            running_buses(channel, url, url, backoff_min_s=0.05) as (a, b),
+            running_buses(channel, url, url, backoff_min_s=0.05, troubles=troubles) as (a, b),
             a.subscribe_user("user-1") as on_a,
             b.subscribe_user("user-1") as on_b,
         ):
             await a.publish(event(1))
             assert (await on_b.receive()).seq == 1
             assert (await on_a.receive()).seq == 1
+            assert troubles.snapshot()["status"] == "ok"
 
             proxy.take_down()
             await wait_until(lambda: not b.statistics().fanout_connected)
+            await wait_until(lambda: "events.fanout" in troubles.failing)  # listed, not fatal
             await a.publish(event(2))  # Redis is gone: A's own sockets still get it
             assert (await on_a.receive()).seq == 2
             assert a.statistics().redis_failures >= 1
@@ -195,6 +200,7 @@ async def test_redis_outage_keeps_local_delivery_and_the_fanout_comes_back(
             proxy.bring_up()
             await wait_until(lambda: bool(b.statistics().fanout_connected))
             await wait_until(lambda: bool(a.statistics().fanout_connected))
+            assert troubles.snapshot() == {"status": "ok", "failing": {}}
             await a.publish(event(3))
             # 2 waited in A's backlog and went out first: late, but in order
             assert await receive_seqs(on_b, 2) == [2, 3]

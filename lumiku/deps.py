@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from lumiku.retrying import TaskTroubles
+
 if TYPE_CHECKING:
     from lumiku.accounts.passwords import Hasher
     from lumiku.apps.registry import Registry
@@ -50,3 +52,5 @@ class Deps:
     metrics: Metrics  # this instance's Prometheus registry (SPEC §13.3)
     duitku: Duitku | None = None  # the payment provider, when payments are enabled
     flags: Flags | None = None  # feature flags; None = every flag on (tests' bare Deps)
+    # the background tasks failing right now (lumiku.retrying), for /health/detailed
+    troubles: TaskTroubles = attrs.field(factory=TaskTroubles)

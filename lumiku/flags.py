@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import attrs
 import trio
 
-from lumiku.errors import RedisUnavailable
 from lumiku.observability.logging import get_logger
 from lumiku.redis import flags_read, flags_write, open_subscription
+from lumiku.retrying import DEPENDENCY_ERRORS, Backoff, Retrying
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from lumiku.accounts.service import User
     from lumiku.config import FlagsSettings
     from lumiku.redis import Client
+    from lumiku.retrying import TaskTroubles
 
 log = get_logger(__name__)
 
@@ -179,34 +181,47 @@ async def serve_flags(
     redis: Client | None,
     refresh_s: float,
     *,
+    troubles: TaskTroubles | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Keep `flags.overrides` in step with Redis until cancelled (returns at once without
     Redis). Subscribes, then reads once, then reports started: no change made after the
-    service is ready can be missed, and none made before is ignored."""
+    service is ready can be missed, and none made before is ignored. While Redis is away
+    the last values read stay in force; failures are logged (`service.task_retrying`, tasks
+    `flags.refresh` and `flags.subscription`) and listed in `troubles` until Redis is back."""
     if redis is None:
         task_status.started()
         return None
+    refreshing = Retrying("flags.refresh", troubles)
     async with trio.open_nursery() as nursery:
-        await nursery.start(_listen, flags, redis)
+        await nursery.start(partial(_listen, flags, redis, troubles=troubles))
+        delay_s = refresh_s
         try:
             await refresh(flags, redis)
-        except RedisUnavailable as exc:
-            log.warning("flags.refresh_failed", error=str(exc))
+        except DEPENDENCY_ERRORS as exc:
+            delay_s = refreshing.failed(exc, at_least_s=refresh_s)
         task_status.started()
         while True:
-            await trio.sleep(refresh_s)
+            await trio.sleep(delay_s)
             try:
                 await refresh(flags, redis)
-            except RedisUnavailable as exc:
-                log.warning("flags.refresh_failed", error=str(exc))
+            except DEPENDENCY_ERRORS as exc:
+                delay_s = refreshing.failed(exc, at_least_s=refresh_s)  # no faster than usual
+            else:
+                refreshing.succeeded()
+                delay_s = refresh_s
 
 
 async def _listen(
-    flags: Flags, redis: Client, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    flags: Flags,
+    redis: Client,
+    *,
+    troubles: TaskTroubles | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Refresh as soon as `lumiku flags set` announces a change. Reports started once
     subscribed (or once the first attempt failed: the periodic re-read still works)."""
+    retrying = Retrying("flags.subscription", troubles, Backoff(max_s=SUBSCRIBE_BACKOFF_S))
     started = False
     while True:
         try:
@@ -214,15 +229,16 @@ async def _listen(
                 if not started:
                     started = True
                     task_status.started()
+                retrying.succeeded()
                 while True:
                     await subscription.receive()
                     await refresh(flags, redis)
-        except RedisUnavailable as exc:
-            log.warning("flags.subscription_lost", error=str(exc))
+        except DEPENDENCY_ERRORS as exc:
+            delay_s = retrying.failed(exc)
         if not started:
             started = True
             task_status.started()
-        await trio.sleep(SUBSCRIBE_BACKOFF_S)
+        await trio.sleep(delay_s)
 
 
 async def set_override(redis: Client, name: str, value: FlagValue | None) -> None:

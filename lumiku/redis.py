@@ -137,21 +137,50 @@ EVENTS_TIMEOUT_S: Final = 1.0
 # Append each event to its job's capped stream (entry id `<seq>-0`, so a replay is one
 # XRANGE from `<after_seq + 1>-0`), refresh the stream's TTL, and PUBLISH it: one round
 # trip for a whole batch, atomic. KEYS are the streams (one per event, repeats allowed);
-# ARGV: max_len, ttl_s, channel, then (entry id, entry, message) per key. An entry id not
-# above its stream's last one (a duplicate or stale seq) is not stored but still
-# published; the reply says, per event, whether it was stored (1) or not (0).
+# ARGV: max_len, ttl_s, channel, then (entry id, entry, message) per key. Every event is
+# published. An entry id the stream already holds is not stored again (the first of a seq
+# stays); one missing but below the stream's last entry (published while Redis was down,
+# written after a later event got there) is merged in place: the stream is rebuilt in seq
+# order, so a replay has no gap. The reply says, per event, whether it was stored (1) or
+# was there already (0).
 _PUBLISH_EVENTS: Final = Script[bytes](
     script="""
+local function seq_of(id) return tonumber(string.match(id, '^(%d+)')) end
 local stored = {}
+local late = {}
 for i, key in ipairs(KEYS) do
   local at = 3 + (i - 1) * 3
-  local added = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[1], ARGV[at + 1], 'e', ARGV[at + 2])
+  local id = ARGV[at + 1]
+  local added = redis.pcall('XADD', key, 'MAXLEN', '~', ARGV[1], id, 'e', ARGV[at + 2])
   redis.call('EXPIRE', key, ARGV[2])
   redis.call('PUBLISH', ARGV[3], ARGV[at + 3])
+  stored[i] = 1
   if type(added) == 'table' and added.err then
-    stored[i] = 0
-  else
-    stored[i] = 1
+    late[key] = late[key] or {}
+    local found = redis.pcall('XRANGE', key, id, id)
+    if late[key][id] or found.err or #found > 0 then
+      stored[i] = 0  -- there already, or not a stream at all (never fail the batch)
+    else
+      late[key][id] = ARGV[at + 2]
+    end
+  end
+end
+for key, missing in pairs(late) do
+  if next(missing) then
+    local merged = {}
+    for _, entry in ipairs(redis.call('XRANGE', key, '-', '+')) do
+      merged[#merged + 1] = {seq_of(entry[1]), entry[1], entry[2][2]}
+    end
+    for id, value in pairs(missing) do
+      merged[#merged + 1] = {seq_of(id), id, value}
+    end
+    table.sort(merged, function(a, b) return a[1] < b[1] end)
+    redis.call('DEL', key)
+    for _, entry in ipairs(merged) do
+      redis.call('XADD', key, entry[2], 'e', entry[3])
+    end
+    redis.call('XTRIM', key, 'MAXLEN', ARGV[1])
+    redis.call('EXPIRE', key, ARGV[2])
   end
 end
 return stored
@@ -171,10 +200,11 @@ async def publish_events(
     """For each `(stream_key, seq, entry, message)`: store `entry` as `seq` in the stream
     and PUBLISH `message` on `channel`, in ONE round trip for all of them.
 
-    Streams keep about `max_len` entries and live `ttl_s` after their last event. Answers,
-    per item, whether it was stored (False: `seq` was not above the stream's last entry;
-    still published). Raises `RedisUnavailable` when Redis fails or does not answer
-    within `timeout_s`.
+    Streams keep about `max_len` entries and live `ttl_s` after their last event. A `seq`
+    below the stream's last entry and missing from it is merged in place. Answers, per
+    item, whether it was stored (False: the stream held that `seq` already; still
+    published). Raises `RedisUnavailable` when Redis fails or does not answer within
+    `timeout_s`.
     """
     if not items:
         return []

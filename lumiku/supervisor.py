@@ -19,6 +19,10 @@ run
                        (+ serve_http of /metrics alone on metrics.bind, when set)
 ```
 
+Each background task runs under `keep_serving`: it rides out outages of the database and
+Redis itself (`lumiku.retrying`), and should one still escape it after start-up it is
+started again; anything else that ends it is logged with the task's name and traceback.
+
 Exit codes: 0 after a graceful stop, 1 when a second signal forced it or something
 failed, 4 when the schema is behind (production without `database.auto_migrate`) or ahead.
 """
@@ -71,12 +75,13 @@ from lumiku.payments.duitku import open_duitku
 from lumiku.payments.expiry import serve_payment_expiry
 from lumiku.providers.registry import open_providers
 from lumiku.redis import open_redis
+from lumiku.retrying import DEPENDENCY_ERRORS, Backoff, Retrying, TaskTroubles
 from lumiku.shutdown import ShutdownState, watch_signals
 from lumiku.storage import open_storage
 from lumiku.systemd import Beacon, Notifier, listen_fd_binds, serve_watchdog, watchdog_interval_s
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
     from quart import Blueprint
 
@@ -90,6 +95,8 @@ CLOSE_BUDGET_S: Final = 5.0
 EXIT_OK: Final = exit_codes.OK
 EXIT_FAILED: Final = exit_codes.FAILED
 EXIT_SCHEMA: Final = exit_codes.SCHEMA
+# A background task that an outage ended after it started is started again within this.
+RESTART_BACKOFF_MAX_S: Final = 30.0
 
 
 @contextlib.asynccontextmanager
@@ -210,17 +217,69 @@ async def _run_service(
 
 
 def _failure_code(error: BaseException) -> int | None:
-    """The exit code for a failure that ends the service, logged; None for unexpected ones."""
+    """The exit code for a failure that ends the service, logged with its traceback (call
+    it while handling the error); None for unexpected ones."""
     if isinstance(error, SchemaMismatch):
         log.error("service.schema_mismatch", error=str(error))
         return EXIT_SCHEMA
     if isinstance(error, DatabaseError | RedisUnavailable | StorageError):
-        log.error("service.dependency_unavailable", error=str(error))
+        log.exception("service.dependency_unavailable", error=str(error))
         return EXIT_FAILED
     if isinstance(error, OSError):
-        log.error("service.start_failed", error=str(error))
+        log.exception("service.start_failed", error=str(error))
         return EXIT_FAILED
     return None
+
+
+@attrs.define
+class _FirstStart:
+    """The `task_status` a restarted task gets: only its first start is reported."""
+
+    status: trio.TaskStatus[Any]
+    done: bool = False
+
+    def started(self, value: Any = None) -> None:
+        if not self.done:
+            self.done = True
+            self.status.started(value)
+
+
+def _outage_only(error: BaseException) -> bool:
+    """Whether `error` (or every leaf of its exception group) is a dependency's outage."""
+    if isinstance(error, BaseExceptionGroup):
+        return all(_outage_only(leaf) for leaf in error.exceptions)
+    return isinstance(error, DEPENDENCY_ERRORS)
+
+
+async def keep_serving(
+    task: str,
+    serve: Callable[..., Awaitable[object]],
+    *args: Any,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run `serve(*args, task_status=…)`, a background task of the service, until it
+    returns or is cancelled, and start it again should an outage of a dependency ever
+    escape it after it started (SPEC §1: only start-up may fail on an unreachable
+    dependency; each loop already handles its own, so this is the last line). A restart is
+    logged (`service.task_retrying` with `restarting=true`) after a jittered backoff; its
+    start is not reported again. Anything else that escapes, or an outage before the first
+    start, is logged as `service.task_failed` with the task's name and the traceback, and
+    ends the service."""
+    retrying = Retrying(task, backoff=Backoff(max_s=RESTART_BACKOFF_MAX_S))
+    status = _FirstStart(task_status)
+    while True:
+        began = trio.current_time()
+        try:
+            await serve(*args, task_status=status)
+        except Exception as raw:  # observed to name the task in the log, then re-raised
+            if not status.done or not _outage_only(raw):
+                log.exception("service.task_failed", task=task)
+                raise
+            if trio.current_time() - began >= RESTART_BACKOFF_MAX_S:
+                retrying.failures = 0  # it ran well for a while: start the count again
+            await retrying.wait_after(sole_exception(raw), restarting=True)
+        else:
+            return
 
 
 @attrs.define
@@ -270,6 +329,7 @@ async def open_deps(
         counters = make_counters(redis)
         instance_id = uuid.uuid4().hex
         control = JobControl()
+        troubles = TaskTroubles()
 
         async def details() -> dict[str, Any]:
             workers = control.workers.statistics() if control.workers else {"busy": 0, "total": 0}
@@ -278,6 +338,7 @@ async def open_deps(
                 "workers": workers,
                 "jobs": control.metrics.snapshot(),
                 "providers": providers.health(),
+                "tasks": troubles.snapshot(),  # background tasks failing right now
             }
 
         deps = Deps(
@@ -298,6 +359,7 @@ async def open_deps(
             metrics=Metrics(),
             duitku=duitku,
             flags=Flags.from_settings(settings.flags),
+            troubles=troubles,
         )
         deps.metrics.watch(deps)
         yield deps
@@ -317,8 +379,12 @@ async def _serve(
     app = create_app(deps, blueprints)
     addresses: list[str] = []
     status = RateStatus(lambda: app.requests_total, lambda: ", ".join(addresses), deps.jobs.status)
+    troubles = deps.troubles
     async with trio.open_nursery() as services:
+        # Each task outlives any outage of the database or Redis (`keep_serving`).
         await services.start(
+            keep_serving,
+            "systemd.watchdog",
             serve_watchdog,
             notifier,
             watchdog_interval_s(settings.systemd),
@@ -328,21 +394,42 @@ async def _serve(
             status,
         )
         await services.start(
+            keep_serving,
+            "credits.reconciler",
             partial(
                 serve_reconciler,
                 checks=(*LEDGER_CHECKS, *JOB_CHECKS, *PAYMENT_CHECKS),
                 on_report=deps.metrics.reconciled,
+                troubles=troubles,
             ),
             deps.store,
             settings.credits.reconcile_interval_s,
         )
         if deps.flags is not None:
-            await services.start(serve_flags, deps.flags, deps.redis, settings.flags.refresh_s)
-        await services.start(serve_payment_expiry, deps.store, settings.payments.expiry_check_s)
-        await services.start(events.serve_fanout, deps.events)
-        workers = await services.start(serve_workers, deps, worker_beacon)
-        await services.start(serve_reaper, deps)
-        await services.start(serve_signals, deps)
+            await services.start(
+                keep_serving,
+                "flags",
+                partial(serve_flags, troubles=troubles),
+                deps.flags,
+                deps.redis,
+                settings.flags.refresh_s,
+            )
+        await services.start(
+            keep_serving,
+            "payments.expiry",
+            partial(serve_payment_expiry, troubles=troubles),
+            deps.store,
+            settings.payments.expiry_check_s,
+        )
+        await services.start(
+            keep_serving,
+            "events.fanout",
+            partial(events.serve_fanout, troubles=troubles),
+            deps.events,
+        )
+        await services.start(keep_serving, "jobs.workers", serve_workers, deps, worker_beacon)
+        await services.start(keep_serving, "jobs.reaper", serve_reaper, deps)
+        await services.start(keep_serving, "jobs.signals", serve_signals, deps)
         async with trio.open_nursery() as http:
             addresses += await http.start(
                 serve_http, app, settings.http, binds, deps.shutdown, grace_s
@@ -382,5 +469,7 @@ async def _serve(
             gc.set_threshold(*GC_THRESHOLDS)
         # Step 4 of the shutdown: the workers drain alongside HTTP (grace, then release).
         with trio.move_on_after(grace_s + CLOSE_BUDGET_S):
-            await workers.drained.wait()
+            workers = deps.jobs.workers  # the latest start's, should a restart have been needed
+            if workers is not None:
+                await workers.drained.wait()
         services.cancel_scope.cancel()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+import contextlib
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import attrs
 import trio
 from quart import Blueprint, request
 
+from lumiku.errors import Unavailable
 from lumiku.http.auth import authenticated, current_user
 from lumiku.http.bodies import read_json
 from lumiku.http.context import current_deps
@@ -16,6 +18,9 @@ from lumiku.http.uploads import read_image_upload
 from lumiku.observability.logging import get_logger
 from lumiku.storage.images import store_with_thumbnail
 from lumiku.storage.signing import signed_url
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 log = get_logger(__name__)
 
@@ -167,3 +172,89 @@ async def _pump(
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass
     scope.cancel()
+
+
+@attrs.define
+class FlakyStore:
+    """The real store behind a database outage a test switches on and off (a fake for the
+    `Store` protocol: wrap `deps.store`, e.g. with `attrs.evolve(deps, store=FlakyStore(...))`).
+
+    While `down`, and for the next `failures` calls, every call raises `Unavailable` without
+    reaching the database. With `lose_answers`, a call reaches the database and commits, and
+    then raises all the same: the connection died before its answer arrived. Between
+    `stall()` and `resume()` every call waits, as on a silent network without client
+    timeouts, and goes on once resumed (unless cancelled meanwhile). `failed` counts the
+    calls that raised.
+    """
+
+    store: Any
+    failures: int = 0
+    down: bool = False
+    lose_answers: bool = False
+    failed: int = 0
+    _resumed: trio.Event | None = None
+
+    def stall(self) -> None:
+        if self._resumed is None:
+            self._resumed = trio.Event()
+
+    def resume(self) -> None:
+        if self._resumed is not None:
+            self._resumed.set()
+            self._resumed = None
+
+    async def _outage(self) -> None:
+        if self._resumed is not None:
+            await self._resumed.wait()
+        if self.down or self.failures > 0:
+            self.failures = max(self.failures - 1, 0)
+            self.failed += 1
+            raise Unavailable("PostgreSQL: Connect call failed (a test's outage)")
+
+    def _lost(self) -> None:
+        if self.lose_answers:
+            self.failed += 1
+            raise Unavailable("PostgreSQL: connection lost after the statement was sent")
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        await self._outage()
+        result = await getattr(self.store, method)(*args)
+        self._lost()
+        return result
+
+    async def fetch_one(self, query: Any, *args: Any) -> Any:
+        return await self._call("fetch_one", query, *args)
+
+    async def fetch_all(self, query: Any, *args: Any) -> Any:
+        return await self._call("fetch_all", query, *args)
+
+    async def fetch_val(self, query: Any, *args: Any) -> Any:
+        return await self._call("fetch_val", query, *args)
+
+    async def execute(self, query: Any, *args: Any) -> Any:
+        return await self._call("execute", query, *args)
+
+    async def execute_many(self, query: Any, rows: Any) -> None:
+        await self._call("execute_many", query, rows)
+
+    async def unit(self, work: Any, *args: Any) -> Any:
+        return await self._call("unit", work, *args)
+
+    async def ping(self) -> None:
+        await self._call("ping")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Any]:
+        await self._outage()
+        async with self.store.transaction() as tx:
+            yield tx
+        self._lost()
+
+    @contextlib.asynccontextmanager
+    async def listen(self, channel: str) -> AsyncIterator[Any]:
+        await self._outage()
+        async with self.store.listen(channel) as listener:
+            yield listener
+
+    def __getattr__(self, name: str) -> Any:  # backend, description, schema_status, ...
+        return getattr(self.store, name)

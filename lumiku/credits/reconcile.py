@@ -10,20 +10,22 @@ for a human to look at.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import attrs
 import trio
 
 from lumiku.credits.ledger import Q
-from lumiku.errors import DatabaseError
 from lumiku.observability.logging import get_logger
+from lumiku.retrying import Retrying
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
     from uuid import UUID
 
     from lumiku.db.store import Executor, Store
+    from lumiku.retrying import TaskTroubles
 
 __all__ = [
     "LEDGER_CHECKS",
@@ -182,26 +184,24 @@ async def serve_reconciler(
     *,
     checks: Sequence[Check] = LEDGER_CHECKS,
     on_report: Callable[[Report], None] | None = None,
+    troubles: TaskTroubles | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Audit the ledger every `interval_s` (first after one interval) until cancelled.
 
     Logs `credits.reconcile` (info) with the counts, plus one `credits.discrepancy` error
     line per discrepancy, and hands each report to `on_report` (the metrics). A database
-    error is logged as `credits.reconcile_failed` and the audit is tried again next
-    interval. Holds no resources between runs. Raises ValueError at once for an interval
-    that is not positive.
+    outage is logged (`service.task_retrying`, task `credits.reconciler`) and the audit
+    tried again with backoff until it goes through. Holds no resources between runs.
+    Raises ValueError at once for an interval that is not positive.
     """
     if not interval_s > 0:
         raise ValueError(f"the reconcile interval must be positive, not {interval_s}")
+    retrying = Retrying("credits.reconciler", troubles)
     task_status.started()
     while True:
         await trio.sleep(interval_s)
-        try:
-            report = await reconcile(store, checks=checks)
-        except DatabaseError as exc:
-            log.error("credits.reconcile_failed", error=str(exc), error_type=type(exc).__name__)
-            continue
+        report = await retrying.call(partial(reconcile, store, checks=checks))
         for discrepancy in report.discrepancies:
             log.error("credits.discrepancy", **discrepancy.as_dict())
         if on_report is not None:

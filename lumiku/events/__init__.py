@@ -32,6 +32,7 @@ from lumiku.events.model import (
     TERMINAL,
     TYPES,
     Event,
+    event_ts,
     utc_now,
 )
 
@@ -56,6 +57,7 @@ __all__ = [
     "Overflowed",
     "RedisBus",
     "Subscription",
+    "event_ts",
     "make_bus",
     "serve_fanout",
     "utc_now",

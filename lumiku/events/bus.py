@@ -14,12 +14,23 @@ its events at once and in order whether or not Redis, or just this instance's su
 is up (SPEC §7: Redis down → events still reach sockets on the instance running the job), and
 nothing is delivered twice. Each published message carries the publisher's `instance_id`,
 which must be unique per process (make one with `uuid.uuid4().hex` at start-up).
+
+Why RedisBus keeps a backlog: an event that could not reach Redis (an outage, or the
+breaker skipping Redis after one) would leave a gap in its job's stream, and another
+instance replaying it would skip straight from before the outage to what came after. So
+the bus keeps those events (in order, at most `BACKLOG_EVENTS`, the oldest dropped first
+and logged) and writes them ahead of its next batch once Redis answers; `flush()` (the
+reaper's restore pass, `jobs.restore`) writes them when nothing else is published. A
+stream that got a later event first (another instance restored the job's terminal event)
+takes them in place. What a killed instance kept is lost with it: replay elsewhere then
+misses those events, and clients learn the state from the snapshot, the job row.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeAlias
 
 import attrs
 import trio
@@ -38,11 +49,13 @@ from lumiku.events.local import (
 from lumiku.events.model import SNAPSHOT, Event
 from lumiku.events.outbox import Interrupted, Outbox
 from lumiku.observability.logging import get_logger
+from lumiku.retrying import DEPENDENCY_ERRORS, Backoff, Retrying
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from lumiku.redis import Client
+    from lumiku.retrying import TaskTroubles
 
 log = get_logger(__name__)
 
@@ -50,6 +63,12 @@ CHANNEL: Final = "lumiku:events"
 STREAM_PREFIX: Final = "lumiku:events:job:"
 BACKOFF_MIN_S: Final = 0.5
 BACKOFF_MAX_S: Final = 5.0
+BACKLOG_EVENTS: Final = 10_000
+BACKLOG_BATCH: Final = 1000  # backlog events written ahead of one outbox batch
+
+# (stream key, seq, stream entry, channel message): one event as `redis.publish_events`
+# takes it.
+Item: TypeAlias = tuple[str, int, str, str]
 
 
 @attrs.define
@@ -94,6 +113,8 @@ class BusStatistics:
     redis_skipped: int  # calls not made while the breaker was open
     subscribers: int
     fanout_connected: bool | None  # None: no Redis (in-process bus)
+    backlog: int = 0  # events published while Redis was unreachable, not written yet
+    backlog_dropped: int = 0  # backlog events dropped (it was full): gaps in their streams
 
 
 class EventBus(Protocol):
@@ -117,10 +138,19 @@ class EventBus(Protocol):
         died between its commit and its publish, or Redis was down), never one twice;
         returns how many. Raises `RedisUnavailable`."""
 
+    async def flush(self) -> int:
+        """Write to the shared replay store the events this instance published while it
+        was unreachable (`RedisBus`'s backlog); returns how many went out. Raises
+        `RedisUnavailable` (what is left stays for the next call)."""
+
     async def serve_fanout(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        troubles: TaskTroubles | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> NoReturn:
-        """Bring other instances' events to this instance's subscribers until cancelled."""
+        """Bring other instances' events to this instance's subscribers until cancelled
+        (a lost subscription is listed in `troubles` until it is back)."""
 
     def statistics(self) -> BusStatistics: ...
 
@@ -166,8 +196,15 @@ class InProcessBus:
         a crashed process kept in memory is gone (clients recover through the snapshot)."""
         return 0
 
+    async def flush(self) -> int:
+        """Nothing to flush: there is no shared store to fall behind."""
+        return 0
+
     async def serve_fanout(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        troubles: TaskTroubles | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> NoReturn:
         """Nothing to fan out within one process: reports started, then waits forever."""
         task_status.started()
@@ -192,7 +229,8 @@ class RedisBus:
     Streams live `ring_age_s` after a job's last event and keep about `ring_events` entries
     (at least that many: trimming is approximate). Redis calls time out after `timeout_s`;
     after a failure a `Breaker` skips them (local delivery and the ring only) for
-    `backoff_min_s`, doubling to `backoff_max_s` while Redis keeps failing.
+    `backoff_min_s`, doubling to `backoff_max_s` while Redis keeps failing. Events that did
+    not reach Redis wait in a backlog of at most `backlog_events` (module docstring).
     Pub/sub channels ignore the Redis database number, so deployments sharing one Redis
     server need different `channel`s.
     """
@@ -209,6 +247,7 @@ class RedisBus:
         backoff_min_s: float = BACKOFF_MIN_S,
         backoff_max_s: float = BACKOFF_MAX_S,
         channel: str = CHANNEL,
+        backlog_events: int = BACKLOG_EVENTS,
     ) -> None:
         self.instance_id = instance_id
         self.channel = channel
@@ -227,7 +266,13 @@ class RedisBus:
         self._redis_skipped = 0
         self._fanout_connected = False
         self._breaker = Breaker(backoff_min_s, backoff_max_s)
-        self._outbox: Outbox[tuple[str, int, str, str], bool] = Outbox(self._write)
+        # None: nothing to publish, only the backlog to write (`flush`)
+        self._outbox: Outbox[Item | None, bool] = Outbox(self._write)
+        # (stream key, seq) → item, oldest first
+        self._backlog: dict[tuple[str, int], Item] = {}
+        self._backlog_events = backlog_events
+        self._backlog_dropped = 0
+        self._backlog_written = 0
 
     def _redis_allowed(self) -> bool:
         if self._breaker.allows():
@@ -241,18 +286,20 @@ class RedisBus:
 
     async def publish(self, event: Event) -> None:
         """Deliver locally, keep in this instance's ring, then XADD + PUBLISH together with
-        every event published meanwhile (`outbox`: one round trip per batch). Logs
-        `events.publish_failed` (and counts it) when Redis is unavailable."""
+        every event published meanwhile (`outbox`: one round trip per batch), after the
+        backlog. Logs `events.publish_failed` (and counts it) when Redis is unavailable;
+        the event then waits in the backlog."""
         _check_publishable(event)
         self._published += 1
         self.rings.add(event)
         self.subscribers.dispatch(event)
-        if not self._redis_allowed():
-            log.info("events.publish_skipped", job_id=event.job_id, seq=event.seq)
-            return
         record = event.to_record()
         message = json.dumps({"instance": self.instance_id, "event": record})
         item = (STREAM_PREFIX + event.job_id, event.seq, json.dumps(record), message)
+        if not self._redis_allowed():
+            self._keep([item])
+            log.info("events.publish_skipped", job_id=event.job_id, seq=event.seq)
+            return
         try:
             stored = await self._outbox.send(item)
         except (RedisUnavailable, Interrupted) as exc:
@@ -261,22 +308,69 @@ class RedisBus:
         if not stored:
             log.warning("events.seq_not_stored", job_id=event.job_id, seq=event.seq)
 
-    async def _write(self, items: list[tuple[str, int, str, str]]) -> list[bool]:
-        """One batch of the outbox: a failure counts once, for the batch."""
+    async def flush(self) -> int:
+        """Write the backlog now (through the outbox, so in order with publishes), batch
+        after batch; returns how many of its events went out. Raises `RedisUnavailable`
+        while Redis fails or the breaker skips it."""
+        written_before = self._backlog_written
+        while self._backlog:
+            if not self._redis_allowed():
+                raise RedisUnavailable("Redis is skipped after a recent failure")
+            try:
+                await self._outbox.send(None)
+            except Interrupted as exc:
+                raise RedisUnavailable(str(exc)) from exc
+        return self._backlog_written - written_before
+
+    def _keep(self, items: Sequence[Item]) -> None:
+        """Put `items` in the backlog (the first of a seq stays), dropping the oldest past
+        its bound."""
+        for item in items:
+            self._backlog.setdefault((item[0], item[1]), item)
+        excess = len(self._backlog) - self._backlog_events
+        if excess > 0:
+            for key in list(itertools.islice(self._backlog, excess)):
+                del self._backlog[key]
+            self._backlog_dropped += excess
+            log.warning("events.backlog_dropped", count=excess, kept=len(self._backlog))
+
+    async def _write(self, items: list[Item | None]) -> list[bool]:
+        """One batch of the outbox, after up to `BACKLOG_BATCH` backlog events (each job's
+        in seq order). On success those leave the backlog; on failure (counted once, for
+        the batch) or cancellation the batch's new events join it."""
+        fresh = [item for item in items if item is not None]
+        backlog = sorted(
+            itertools.islice(self._backlog.values(), BACKLOG_BATCH), key=lambda i: (i[0], i[1])
+        )
+        if not self._breaker.allows():  # an earlier batch failed meanwhile
+            self._redis_skipped += len(fresh)
+            self._keep(fresh)
+            raise RedisUnavailable("Redis is skipped after a recent failure")
+        written = False
         try:
             stored = await redis.publish_events(
                 self._client,
-                items,
+                [*backlog, *fresh],
                 self.channel,
                 max_len=self._ring_events,
                 ttl_s=self._ttl_s,
                 timeout_s=self._timeout_s,
             )
+            written = True
         except RedisUnavailable:
             self._redis_failed()
             raise
+        finally:
+            if not written:
+                self._keep(fresh)
         self._breaker.succeeded()
-        return stored
+        for item in backlog:
+            self._backlog.pop((item[0], item[1]), None)
+        if backlog:
+            self._backlog_written += len(backlog)
+            log.info("events.backlog_written", count=len(backlog), left=len(self._backlog))
+        answers = iter(stored[len(backlog) :])
+        return [True if item is None else next(answers) for item in items]
 
     def subscribe_user(self, user_id: str, *, job_id: str | None = None) -> Subscription:
         return self.subscribers.subscribe(user_id, job_id=job_id)
@@ -354,7 +448,10 @@ class RedisBus:
         return len(restored)
 
     async def serve_fanout(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        troubles: TaskTroubles | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> NoReturn:
         """Hold this instance's ONE subscription to its channel (`lumiku:events`) and hand
         each event from another instance to the local subscribers of its user, until
@@ -362,11 +459,13 @@ class RedisBus:
 
         Reports started once subscribed, or after the first failed attempt (a Redis that is
         down at start-up must not stop the service from starting). When the subscription
-        fails it logs `events.fanout_lost`, waits (0.5 s doubling to 5 s, reset by a
-        successful subscription) and subscribes again; events published meanwhile are
-        missed live and recovered by clients through replay and the snapshot.
+        fails it logs `service.task_retrying` (task `events.fanout`), lists itself in
+        `troubles`, waits (0.5 s doubling to 5 s, jittered, reset by a successful
+        subscription) and subscribes again; events published meanwhile are missed live and
+        recovered by clients through replay and the snapshot.
         """
-        delay_s = self._backoff_min_s
+        backoff = Backoff(self._backoff_min_s, self._backoff_max_s)
+        retrying = Retrying("events.fanout", troubles, backoff)
         started = False
         while True:
             try:
@@ -374,22 +473,21 @@ class RedisBus:
                     self._fanout_connected = True
                     self._breaker.close()
                     log.info("events.fanout_subscribed", channel=self.channel)
-                    delay_s = self._backoff_min_s
+                    retrying.succeeded()
                     if not started:
                         started = True
                         task_status.started()
                     while True:
                         self._dispatch_message(await subscription.receive())
-            except RedisUnavailable as exc:
+            except DEPENDENCY_ERRORS as exc:
                 self._redis_failures += 1
-                log.warning("events.fanout_lost", error=str(exc), retry_in_s=delay_s)
+                delay_s = retrying.failed(exc)
             finally:
                 self._fanout_connected = False
             if not started:
                 started = True
                 task_status.started()
             await trio.sleep(delay_s)
-            delay_s = min(delay_s * 2, self._backoff_max_s)
 
     def _dispatch_message(self, payload: bytes) -> None:
         try:
@@ -414,6 +512,8 @@ class RedisBus:
             redis_skipped=self._redis_skipped,
             subscribers=len(self.subscribers),
             fanout_connected=self._fanout_connected,
+            backlog=len(self._backlog),
+            backlog_dropped=self._backlog_dropped,
         )
 
 
@@ -426,8 +526,11 @@ def make_bus(client: Client | None, instance_id: str, **options: Any) -> EventBu
 
 
 async def serve_fanout(
-    bus: EventBus, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    bus: EventBus,
+    *,
+    troubles: TaskTroubles | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """The supervisor's entry point: `await nursery.start(events.serve_fanout, deps.events)`.
     A no-op that waits forever for the in-process bus; see `RedisBus.serve_fanout`."""
-    await bus.serve_fanout(task_status=task_status)
+    await bus.serve_fanout(troubles=troubles, task_status=task_status)

@@ -76,11 +76,17 @@ class Subscription:
         """The next new event; waits for one. Raises `Overflowed` once the buffer filled up
         (even if events are still buffered: the client is to be closed)."""
         while True:
-            if self._overflowed:
-                raise Overflowed(f"subscriber of user {self.user_id} fell behind")
-            event = await self._receive.receive()
+            event = await self.receive_candidate()
             if self.accept(event):
                 return event
+
+    async def receive_candidate(self) -> Event:
+        """The next buffered event, new or not; waits for one. For a sender that replays
+        too: `accept` it under the lock that orders the client's sends, so a replay sent
+        meanwhile cannot make it a duplicate. Raises `Overflowed` as `receive()` does."""
+        if self._overflowed:
+            raise Overflowed(f"subscriber of user {self.user_id} fell behind")
+        return await self._receive.receive()
 
     def receive_nowait(self) -> Event:
         """The next new event already buffered; raises `trio.WouldBlock` when there is none,
@@ -96,6 +102,10 @@ class Subscription:
         """Declare that the client has seen `job_id`'s events up to `after_seq`, no further:
         call before sending a replay, then send the replayed events that `accept`."""
         self._last_seq[job_id] = after_seq
+
+    def seen(self, job_id: str) -> int:
+        """The highest seq of `job_id` the client has seen (0 when none)."""
+        return self._last_seq.get(job_id, 0)
 
     def accept(self, event: Event) -> bool:
         """True when `event` is new to this client (its seq is above the last one seen for

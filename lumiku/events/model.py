@@ -32,7 +32,12 @@ TERMINAL: Final = frozenset({COMPLETED, FAILED, CANCELLED})
 
 def utc_now() -> str:
     """The current time as an event `ts`: ISO-8601 UTC with milliseconds, `Z` suffix."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return event_ts(dt.datetime.now(dt.UTC))
+
+
+def event_ts(at: dt.datetime) -> str:
+    """`at` (timezone-aware) as an event `ts`, like `utc_now()`."""
+    return at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _is_type(_: object, __: attrs.Attribute[str], value: str) -> None:

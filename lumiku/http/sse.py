@@ -3,8 +3,12 @@
 The token comes as `Authorization: Bearer` or `?token=` (browsers' EventSource cannot set
 headers). The stream starts with a `generation:snapshot` (no `id:`, so it never moves the
 client's Last-Event-ID), replays the events after `Last-Event-ID` (header, or
-`?last_event_id=`), then sends live ones with `id:` = seq, and ends after the terminal event
-— or when the service shuts down. Idle streams get a comment every 15 s so proxies keep them.
+`?last_event_id=`), then sends live ones with `id:` = seq, and ends after the job's ONE
+terminal event — live, replayed, or built from the job row when neither has it (after a
+restart, after a Redis outage; `jobs.announce.catch_up`) — or when the service shuts down.
+A finished job whose terminal event the client already has (`Last-Event-ID` at or past it)
+gets its snapshot only. Idle streams get a comment every 15 s so proxies keep them, and the
+job row is read again then, so a terminal event that missed this instance still ends them.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from quart import Blueprint, Response, request
 
 from lumiku import events
 from lumiku.accounts.tokens import bearer
-from lumiku.errors import FieldError, NotFound, ValidationFailed
+from lumiku.errors import DatabaseError, FieldError, NotFound, ValidationFailed
 from lumiku.http.auth import is_admin, resolve
 from lumiku.http.context import current_deps
+from lumiku.jobs import announce
 from lumiku.jobs.queue import get_job
 from lumiku.observability.logging import get_logger
 
@@ -70,22 +75,14 @@ async def _stream(deps: Deps, job: Job, after: int) -> AsyncIterator[bytes]:
     key = str(job.id)
     async with deps.events.subscribe_user(str(job.user_id), job_id=key) as subscription:
         subscription.resume_from(key, after)
-        snapshot = events.Event(
-            type=events.SNAPSHOT,
-            job_id=key,
-            user_id=str(job.user_id),
-            seq=job.event_seq,
-            ts=events.utc_now(),
-            data=job.as_dict(),
-        )
-        yield _frame(snapshot, with_id=False)
-        for event in await deps.events.replay(key, after):
-            if subscription.accept(event):
-                yield _frame(event)
-                if event.is_terminal:
-                    return
-        if job.finished and job.event_seq <= after:
-            return  # nothing more will ever come
+        job = await _reread(deps, job)  # after subscribing: what it misses arrives live
+        yield _frame(announce.snapshot(job), with_id=False)
+        for event in await announce.catch_up(deps.events, subscription, job):
+            yield _frame(event)
+            if event.is_terminal:
+                return
+        if job.finished:
+            return  # its terminal event was sent, or the client had it already
         idle_s = 0.0
         while not deps.shutdown.draining:
             with trio.move_on_after(1.0) as waited:
@@ -100,9 +97,31 @@ async def _stream(deps: Deps, job: Job, after: int) -> AsyncIterator[bytes]:
                 idle_s += 1.0
                 if idle_s >= KEEPALIVE_S:
                     idle_s = 0.0
+                    # A terminal event can miss this instance (published elsewhere while
+                    # the fan-out was down, or lost with a crashed publisher): the row
+                    # tells, and catch_up sends what the replay or the row has.
+                    job = await _reread(deps, job)
+                    for missed in await announce.catch_up(deps.events, subscription, job):
+                        yield _frame(missed)
+                        if missed.is_terminal:
+                            return
+                    if job.finished:
+                        return  # the client had its terminal event already
                     yield b": keep-alive\n\n"
                 continue
             idle_s = 0.0
             yield _frame(event)
             if event.is_terminal:
                 return
+
+
+async def _reread(deps: Deps, job: Job) -> Job:
+    """The job row read again; `job` itself when the database does not answer (the
+    stream goes on, and the next look tries again)."""
+    try:
+        return await get_job(deps.store, job.id, user_id=job.user_id, is_admin=True)
+    except DatabaseError as exc:
+        log.warning("sse.job_unreadable", job_id=str(job.id), error=str(exc))
+        return job
+    except NotFound:  # deleted meanwhile: nothing more will come
+        return job

@@ -23,6 +23,7 @@ from lumiku.accounts.tokens import bearer
 from lumiku.errors import NotFound, Unauthorized
 from lumiku.http.auth import is_admin
 from lumiku.http.context import current_deps
+from lumiku.jobs import announce
 from lumiku.jobs.queue import get_job
 from lumiku.observability.logging import user_id_var
 
@@ -56,7 +57,9 @@ class Socket:
 
     async def subscribe(self, data: dict[str, Any]) -> None:
         """`{"type":"subscribe","job_id","after_seq"}`: the job's snapshot, then the events
-        after `after_seq` from the replay window, then (through `forward`) live ones."""
+        after `after_seq` from the replay window (and a finished job's terminal event from
+        its row when the replay lacks it: `announce.catch_up`), then (through `forward`)
+        live ones."""
         after_seq = data.get("after_seq", 0)
         if not isinstance(after_seq, int) or isinstance(after_seq, bool) or after_seq < 0:
             await self.send(_error("VALIDATION_ERROR", "after_seq must be a non-negative integer."))
@@ -69,27 +72,21 @@ class Socket:
         except (ValueError, NotFound):
             await self.send(_error("NOT_FOUND", "No such job."))
             return
-        snapshot = events.Event(
-            type=events.SNAPSHOT,
-            job_id=str(job.id),
-            user_id=str(job.user_id),
-            seq=job.event_seq,
-            ts=events.utc_now(),
-            data=job.as_dict(),
-        )
         async with self.lock:  # no live event of this job may slip in before the replay
-            await websocket.send(json.dumps(snapshot.to_json()))
+            await websocket.send(json.dumps(announce.snapshot(job).to_json()))
             self.subscription.resume_from(str(job.id), after_seq)
-            for event in await self.deps.events.replay(str(job.id), after_seq):
-                if self.subscription.accept(event):
-                    await websocket.send(json.dumps(event.to_json()))
+            # the row was read after the subscription began: the rest arrives live
+            for event in await announce.catch_up(self.deps.events, self.subscription, job):
+                await websocket.send(json.dumps(event.to_json()))
 
     async def forward(self) -> None:
         """Live events of the user's jobs; a client that fell behind is closed with 1013."""
         try:
             while True:
-                event = await self.subscription.receive()
-                await self.send(json.dumps(event.to_json()))
+                event = await self.subscription.receive_candidate()
+                async with self.lock:  # a replay sent meanwhile may have had it already
+                    if self.subscription.accept(event):
+                        await websocket.send(json.dumps(event.to_json()))
         except events.Overflowed:
             async with self.lock:
                 await websocket.close(

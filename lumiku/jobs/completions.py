@@ -5,6 +5,9 @@ while the previous write was in flight is written by the next one, in ONE fenced
 Under load this turns one round trip per finished job into one per batch; alone, a job
 waits for nothing but its own write. Each job still gets its own answer: its transition, or
 None when its fence failed (another instance owns it now), or the error the write raised.
+A job's task that stops waiting (its cleanup budget ran out while the database hung) does
+not take its completion out of a write already under way: should that write still go
+through, `on_late` gets the transition, so the job's terminal event is not lost.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from lumiku.errors import DatabaseError
 from lumiku.jobs import transitions
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from lumiku.db.store import Store
     from lumiku.jobs.models import Transition
     from lumiku.jobs.transitions import Completion
@@ -31,6 +36,7 @@ class _Waiting:
     done: trio.Event = attrs.field(factory=trio.Event)
     transition: Transition | None = None
     error: BaseException | None = None
+    abandoned: bool = False  # its job's task stopped waiting for the answer
 
 
 @attrs.define(eq=False)
@@ -40,6 +46,7 @@ class Completions:
 
     store: Store
     max_batch: int = MAX_BATCH
+    on_late: Callable[[Transition], Awaitable[None]] | None = None
     _waiting: list[_Waiting] = attrs.field(factory=list)
     _pending: trio.Event = attrs.field(factory=trio.Event)
 
@@ -48,7 +55,11 @@ class Completions:
         waiting = _Waiting(completion)
         self._waiting.append(waiting)
         self._pending.set()
-        await waiting.done.wait()
+        try:
+            await waiting.done.wait()
+        except BaseException:  # cancelled: the write may still go through (see `on_late`)
+            waiting.abandoned = True
+            raise
         if waiting.error is not None:
             raise waiting.error
         return waiting.transition
@@ -62,6 +73,9 @@ class Completions:
                 batch = self._waiting[: self.max_batch]
                 del self._waiting[: self.max_batch]
                 await self._write(batch)
+                for waiting in batch:
+                    if waiting.abandoned and waiting.transition and self.on_late is not None:
+                        await self.on_late(waiting.transition)
 
     async def _write(self, batch: list[_Waiting]) -> None:
         answered = False

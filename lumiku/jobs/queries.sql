@@ -119,6 +119,7 @@ WHERE id = $1 AND attempt = $2 AND status = 'running' AND event_seq <= $5
 
 -- name: finish_job
 -- A terminal transition of a row the caller holds (lock_running / lock_job): $3 status,
+-- $5 the error (NULL for a success or a cancellation: no earlier attempt's error stays),
 -- $6 credits refunded by this change, $8 the terminal event's seq, $9 the worker's latest
 -- progress (NULL keeps the stored one).
 UPDATE jobs
@@ -132,9 +133,9 @@ RETURNING *
 -- of its own): $1 is a JSON array of {id, attempt, result, seen_seq, progress}; each row is
 -- written only while that attempt still runs it. `seen_seq`: the last seq its worker
 -- published (its terminal event follows); `progress`: its latest report if not yet stored
--- (null keeps the stored one).
+-- (null keeps the stored one). A success clears the error of an earlier attempt.
 UPDATE jobs
-SET status = 'succeeded', result = d.result, finished_at = $2, updated_at = $2,
+SET status = 'succeeded', result = d.result, error = NULL, finished_at = $2, updated_at = $2,
     lease_expires_at = NULL, event_seq = GREATEST(jobs.event_seq, d.seen_seq) + 1,
     progress = COALESCE(d.progress, jobs.progress)
 FROM jsonb_to_recordset($1::jsonb)

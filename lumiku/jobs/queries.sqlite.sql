@@ -84,8 +84,8 @@ ORDER BY e.id
 
 -- name: complete_running_batch
 UPDATE jobs
-SET status = 'succeeded', result = d.value ->> '$.result', finished_at = $2, updated_at = $2,
-    lease_expires_at = NULL,
+SET status = 'succeeded', result = d.value ->> '$.result', error = NULL, finished_at = $2,
+    updated_at = $2, lease_expires_at = NULL,
     event_seq = max(jobs.event_seq, d.value ->> '$.seen_seq') + 1,
     progress = COALESCE(d.value ->> '$.progress', jobs.progress)
 FROM json_each($1) AS d

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Final, NoReturn
 
 import trio
 
-from lumiku.errors import DatabaseError, RedisUnavailable
 from lumiku.jobs.announce import announce
 from lumiku.jobs.queue import count_queued, reap
 from lumiku.jobs.restore import RestoreCursor, restore_terminal_events
 from lumiku.jobs.submit import purge_idempotency_keys
 from lumiku.jobs.worker import wall_clock
 from lumiku.observability.logging import get_logger
+from lumiku.retrying import DEPENDENCY_ERRORS, Retrying
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,13 +36,18 @@ async def serve_reaper(
     clock: Callable[[], datetime] = wall_clock,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
-    """Reap every `jobs.lease_s / 2` until cancelled; survives database errors (logged)."""
+    """Reap every `jobs.lease_s / 2` until cancelled. A database or Redis outage is logged
+    and retried with backoff (never later than the usual interval); it never ends the task."""
     settings = deps.settings.jobs
     restore_from = RestoreCursor.starting(clock())
+    reaping = Retrying("jobs.reaper", deps.troubles)
+    restoring = Retrying("jobs.restore", deps.troubles)
     task_status.started()
     next_purge = trio.current_time()
+    delay_s = settings.lease_s / 2
     while True:
-        await trio.sleep(settings.lease_s / 2)
+        await trio.sleep(delay_s)
+        delay_s = settings.lease_s / 2
         try:
             for transition in await reap(
                 deps.store,
@@ -56,13 +61,16 @@ async def serve_reaper(
             if trio.current_time() >= next_purge:
                 next_purge = trio.current_time() + PURGE_EVERY_S
                 await purge_idempotency_keys(deps.store, clock())
-        except DatabaseError as exc:
-            log.warning("jobs.reap_failed", error=str(exc))
+        except DEPENDENCY_ERRORS as exc:
+            delay_s = reaping.failed(exc, at_most_s=delay_s)  # back soon, never later than usual
+        else:
+            reaping.succeeded()
         try:
             restored = await restore_terminal_events(deps, restore_from, clock())
-        except (DatabaseError, RedisUnavailable) as exc:
-            log.warning("jobs.restore_failed", error=str(exc))
+        except DEPENDENCY_ERRORS as exc:
+            restoring.failed(exc, at_least_s=delay_s, at_most_s=delay_s)  # at the next round
         else:
+            restoring.succeeded()
             if restored:
                 log.warning("jobs.terminal_events_restored", count=restored)
 

@@ -1,5 +1,6 @@
 """Restoring terminal events that a crash lost (SPEC §7: every job ends with exactly one
-terminal event).
+terminal event), after the events this instance could not write while Redis was down
+(`EventBus.flush`).
 
 A terminal event is published just after its transaction commits; an instance killed in
 between leaves a finished job whose Redis stream never got its `generation:completed`
@@ -20,9 +21,8 @@ from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from lumiku import events
 from lumiku.db.queries import load_queries
-from lumiku.jobs.announce import event_data, terminal_type
+from lumiku.jobs.announce import terminal_event
 from lumiku.jobs.models import Job
 
 if TYPE_CHECKING:
@@ -52,19 +52,6 @@ class RestoreCursor:
         return cls(now - timedelta(seconds=WINDOW_S))
 
 
-def terminal_event(job: Job) -> events.Event:
-    """The terminal event of finished `job`, as its worker published (or meant to)."""
-    kind = terminal_type(job)
-    return events.Event(
-        type=kind,
-        job_id=str(job.id),
-        user_id=str(job.user_id),
-        seq=job.event_seq,
-        ts=events.utc_now(),
-        data=event_data(kind, job, job.refunded),
-    )
-
-
 async def restore_terminal_events(deps: Deps, cursor: RestoreCursor, now: datetime) -> int:
     """Restore the lost terminal events of the jobs finished after `cursor` and at least
     `SETTLE_S` before `now`, advancing `cursor` past each page once the bus took it. Returns
@@ -72,6 +59,9 @@ async def restore_terminal_events(deps: Deps, cursor: RestoreCursor, now: dateti
     where it was, so the next call tries again)."""
     if deps.redis is None:
         return 0
+    # first what this instance published while Redis was down, so each stream takes its
+    # events in order (and a terminal event restored below comes after them)
+    await deps.events.flush()
     until = now - timedelta(seconds=SETTLE_S)
     restored = 0
     while True:

@@ -17,7 +17,8 @@ there is one instance, so the direct signal is the whole story (`notify` is a no
 Signals only make things faster: a missed one costs latency, never correctness — workers
 still poll every `jobs.poll_s`, and a running job's heartbeat (every lease/3) sees a
 cancellation. While the listening connection is down, `serve_signals` reconnects with
-backoff and then wakes the workers, in case a submission was missed meanwhile.
+jittered backoff (`lumiku.retrying`) and then wakes the workers, in case a submission was
+missed meanwhile.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import TYPE_CHECKING, Final, NoReturn
 
 import trio
 
-from lumiku.errors import DatabaseError
 from lumiku.observability.logging import get_logger
+from lumiku.retrying import DEPENDENCY_ERRORS, Backoff, Retrying
 
 if TYPE_CHECKING:
     from lumiku.db.store import Tx
@@ -63,18 +64,18 @@ async def serve_signals(
     Reports started once listening, or after the first failed attempt (a database that is
     briefly away must not stop the service from starting: polling covers for it).
     """
-    delay_s = BACKOFF_MIN_S
+    retrying = Retrying("jobs.signals", deps.troubles, Backoff(BACKOFF_MIN_S, BACKOFF_MAX_S))
     started = False
     while True:
         try:
             async with deps.store.listen(CHANNEL) as listener:
-                delay_s = BACKOFF_MIN_S
                 if not started:
                     started = True
                     task_status.started()
-                else:
+                elif retrying.failures:
                     log.info("jobs.signals_listening")
                     deps.jobs.wake()  # a submission may have been signalled meanwhile
+                retrying.succeeded()
                 while True:
                     with trio.move_on_after(PING_EVERY_S) as idle:
                         payload = await listener.receive()
@@ -82,13 +83,12 @@ async def serve_signals(
                         await listener.ping()
                     else:
                         dispatch(deps, payload)
-        except DatabaseError as exc:
-            log.warning("jobs.signals_lost", error=str(exc), retry_in_s=delay_s)
+        except DEPENDENCY_ERRORS as exc:
+            delay_s = retrying.failed(exc)
         if not started:
             started = True
             task_status.started()
         await trio.sleep(delay_s)
-        delay_s = min(delay_s * 2, BACKOFF_MAX_S)
 
 
 def dispatch(deps: Deps, payload: str) -> None:

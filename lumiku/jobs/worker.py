@@ -14,6 +14,11 @@ for all that finished while the previous write was in flight (`jobs.completions`
 commit). On shutdown workers stop claiming, running jobs get the grace, and whatever still
 runs is released back to the queue (attempt given back, no refund, no error) for another
 instance or the next start.
+
+An outage of the database never ends the workers (SPEC §1): a job's final transition that
+cannot be written is logged with the job id and trace (`jobs.finish_failed`) and the job is
+left as it is — fenced, its lease runs out and a reaper recovers it — while the slot goes on
+claiming; claims, heartbeats and progress writes log and back off (`lumiku.retrying`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,6 @@ import trio
 
 from lumiku import events
 from lumiku.errors import (
-    DatabaseError,
     Permanent,
     ProviderUnavailable,
     RateLimitedUpstream,
@@ -39,6 +43,7 @@ from lumiku.jobs.metrics import JobMetrics
 from lumiku.jobs.models import QUEUED, JobError, Progress, backoff_s
 from lumiku.jobs.queue import claim
 from lumiku.observability.logging import get_logger, job_id_var
+from lumiku.retrying import DEPENDENCY_ERRORS, Backoff, Retrying
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -58,6 +63,9 @@ PROGRESS_WRITE_S: Final = 0.5
 SHUTDOWN: Final = "shutdown"
 CANCEL: Final = "cancel"
 LEASE_LOST: Final = "lease_lost"
+# While claims fail (the database is away) the loop waits at most this long between tries,
+# so it keeps beating the watchdog beacon and sees a shutdown at once.
+CLAIM_BACKOFF_MAX_S: Final = 5.0
 
 
 def wall_clock() -> datetime:
@@ -172,7 +180,15 @@ class Workers:
     completions: Completions = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.completions = Completions(self.deps.store)
+        self.completions = Completions(self.deps.store, on_late=self._completed_late)
+
+    async def _completed_late(self, done: Transition) -> None:
+        """A success written after its job's task gave up waiting (`jobs.finish_timed_out`):
+        counted and announced here instead."""
+        job = done.job
+        log.warning("jobs.finish_written_late", job_id=str(job.id), attempt=job.attempt)
+        self.deps.jobs.metrics.finished(job.kind, job.status)
+        await announce(self.deps.events, done)
 
     @property
     def worker_id(self) -> str:
@@ -241,9 +257,19 @@ async def _run_jobs(workers: Workers, nursery: trio.Nursery) -> None:
     """Claim and start jobs until a shutdown is requested; then give the running ones the
     grace and cancel what is left (it is released to the queue)."""
     deps, beacon = workers.deps, workers.beacon
+    claiming = Retrying("jobs.claim", deps.troubles, Backoff(max_s=CLAIM_BACKOFF_MAX_S))
     while not deps.shutdown.draining:
         beacon.beat()
-        claimed = await _claim(workers)
+        try:
+            claimed = await _claim(workers)
+        except DEPENDENCY_ERRORS as exc:
+            with trio.move_on_after(claiming.failed(exc)):
+                await deps.shutdown.requested.wait()
+            continue
+        if claimed is None:  # no free slot: the database was not asked
+            claimed = []
+        else:
+            claiming.succeeded()
         for job in claimed:
             workers.running[job.id] = Running(trio.CancelScope(), job.kind, job.attempt)
             nursery.start_soon(_run_job, workers, job)
@@ -265,28 +291,32 @@ async def _run_jobs(workers: Workers, nursery: trio.Nursery) -> None:
 async def _save_progress(workers: Workers) -> None:
     """Store the running jobs' latest progress, all in one batch, at most every
     `PROGRESS_WRITE_S` (SPEC §6: a job row takes its progress at most every 0.5 s)."""
-    saved_at = float("-inf")
+    retrying = Retrying("jobs.progress", workers.deps.troubles)
+    next_at = float("-inf")
     while True:
         await workers._reported.wait()
-        await trio.sleep_until(saved_at + PROGRESS_WRITE_S)
+        await trio.sleep_until(next_at)
         workers._reported = trio.Event()
         batch = [(c, c.unsaved, c.seq) for c in workers.unsaved.values() if c.unsaved]
         workers.unsaved = {}
-        saved_at = trio.current_time()
+        next_at = trio.current_time() + PROGRESS_WRITE_S
         reports = [(c.job.id, c.job.attempt, p, seq) for c, p, seq in batch if p is not None]
         try:
             await transitions.save_progress(workers.deps.store, reports)
-        except DatabaseError as exc:
-            log.warning("jobs.progress_not_saved", jobs=len(reports), error=str(exc))
-            for context, _progress, _seq in batch:  # again after the interval
+        except DEPENDENCY_ERRORS as exc:
+            delay_s = retrying.failed(exc, at_least_s=PROGRESS_WRITE_S, jobs=len(reports))
+            next_at = trio.current_time() + delay_s
+            for context, _progress, _seq in batch:  # again after the delay
                 workers.progress_reported(context)
             continue
+        retrying.succeeded()
         for context, progress, _seq in batch:
             if context.unsaved is progress:
                 context.unsaved = None
 
 
-async def _claim(workers: Workers) -> list[Job]:
+async def _claim(workers: Workers) -> list[Job] | None:
+    """Claim due jobs for the free slots of this instance; None when there is none."""
     deps = workers.deps
     busy: dict[str, int] = {}
     for running in workers.running.values():
@@ -298,20 +328,16 @@ async def _claim(workers: Workers) -> list[Job]:
     }
     slots = {name: free for name, free in slots.items() if free > 0}
     if not slots:
-        return []
+        return None
     jobs, now = deps.settings.jobs, workers.clock()
-    try:
-        claimed = await claim(
-            deps.store,
-            worker_id=workers.worker_id,
-            slots=slots,
-            per_user_running=jobs.per_user_running,
-            lease_s=jobs.lease_s,
-            now=now,
-        )
-    except DatabaseError as exc:
-        log.warning("jobs.claim_failed", error=str(exc))
-        return []
+    claimed = await claim(
+        deps.store,
+        worker_id=workers.worker_id,
+        slots=slots,
+        per_user_running=jobs.per_user_running,
+        lease_s=jobs.lease_s,
+        now=now,
+    )
     for job in claimed:
         deps.jobs.metrics.claimed(job.kind, (now - job.run_after).total_seconds())
     return claimed
@@ -330,7 +356,19 @@ async def _run_job(workers: Workers, job: Job) -> None:
         running.finishing = True
         with trio.CancelScope(shield=True) as cleanup:
             cleanup.deadline = trio.current_time() + CLEANUP_BUDGET_S
-            await _finish(workers, job, context, outcome, running.reason)
+            try:
+                await _finish(workers, job, context, outcome, running.reason)
+            except DEPENDENCY_ERRORS:
+                # The write may or may not have committed; either way the row is fenced:
+                # left running, its lease runs out and the reaper recovers it.
+                log.exception("jobs.finish_failed", job_id=str(job.id), attempt=job.attempt)
+        if cleanup.cancelled_caught:
+            log.error(
+                "jobs.finish_timed_out",
+                job_id=str(job.id),
+                attempt=job.attempt,
+                budget_s=CLEANUP_BUDGET_S,
+            )
     finally:
         del workers.running[job.id]
         workers.wake()
@@ -355,6 +393,7 @@ async def _renew_leases(workers: Workers) -> None:
     another instance, is cancelled (it ends `cancelled` with its partial refund)."""
     deps = workers.deps
     lease_s = deps.settings.jobs.lease_s
+    retrying = Retrying("jobs.heartbeat", deps.troubles)
     while True:
         await trio.sleep(lease_s / 3)
         mine = {i: r for i, r in workers.running.items() if r.reason is None and not r.finishing}
@@ -368,9 +407,11 @@ async def _renew_leases(workers: Workers) -> None:
                 lease_s,
                 workers.clock(),
             )
-        except DatabaseError as exc:
-            log.warning("jobs.heartbeat_failed", jobs=len(mine), error=str(exc))
+        except DEPENDENCY_ERRORS as exc:
+            # still every lease/3 while the database is away: a lease renewed late is lost
+            retrying.failed(exc, at_least_s=lease_s / 3, at_most_s=lease_s / 3, jobs=len(mine))
             continue
+        retrying.succeeded()
         for job_id, running in mine.items():
             cancel_requested = renewed.get(job_id)
             if running.finishing or running.reason is not None or cancel_requested is False:

@@ -252,17 +252,25 @@ async def test_the_reconciler_survives_a_database_error(
     logs.configure("info", "json", stream=output)
     with autojump(clock):
         async with trio.open_nursery() as nursery:
+            started = trio.current_time()
             await nursery.start(serve_reconciler, FlakyStore(store), 60.0)
-            for _ in range(2):
-                await waiter.receive.receive()
+            reported = await waiter.receive.receive()
             nursery.cancel_scope.cancel()
-    lines = _lines(output)
+    lines = [
+        line
+        for line in map(json.loads, output.getvalue().splitlines())
+        if line["logger"] in {"lumiku.credits.reconcile", "lumiku.retrying"}
+    ]
     assert [(line["level"], line["event"]) for line in lines] == [
-        ("error", "credits.reconcile_failed"),
+        ("warning", "service.task_retrying"),
+        ("info", "service.task_recovered"),
         ("info", "credits.reconcile"),
     ]
+    assert (lines[0]["task"], lines[0]["attempt"]) == ("credits.reconciler", 1)
     assert "database went away" in lines[0]["error"]
-    assert lines[1]["ok"] is True
+    assert lines[2]["ok"] is True
+    # tried again after the backoff (at most 0.5 s), not a whole interval later
+    assert 60 <= reported - started <= 61
 
 
 @pytest.mark.parametrize("interval_s", [0.0, -1.0])

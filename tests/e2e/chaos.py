@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ class Restarts:
 
     nursery: trio.Nursery
     env: Mapping[str, str]
+    args: Sequence[str] = ("-m", "tests.e2e.launcher")
     instances: list[ServiceProcess] = attrs.field(factory=list)
     base_url: str = ""
     # "#n ready|SIGKILL|SIGTERM at <UTC time>", for the assertion messages
@@ -77,7 +78,7 @@ class Restarts:
 
     async def start(self) -> str:
         """Start an instance and wait until it serves; its base URL."""
-        service = await start(self.nursery, self.env)
+        service = await start(self.nursery, self.env, self.args)
         self.instances.append(service)
         self.base_url = base_url_of(await service.wait_for("service.ready"))
         self._note("ready")
@@ -100,11 +101,13 @@ class Restarts:
 
 
 @contextlib.asynccontextmanager
-async def open_restarts(env: Mapping[str, str]) -> AsyncIterator[Restarts]:
-    """`Restarts` over `env`; on exit, any instance still running is killed (a failed test
-    leaves no service behind)."""
+async def open_restarts(
+    env: Mapping[str, str], args: Sequence[str] = ("-m", "tests.e2e.launcher")
+) -> AsyncIterator[Restarts]:
+    """`Restarts` over `env` (running `python args`, the test launcher by default); on exit,
+    any instance still running is killed (a failed test leaves no service behind)."""
     async with trio.open_nursery() as nursery:
-        restarts = Restarts(nursery, env)
+        restarts = Restarts(nursery, env, args)
         try:
             yield restarts
         finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import trio
 
 from lumiku import jobs
 from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.http import sse
 from tests.e2e.harness import Service, bearer, make_settings, register, running_service
 from tests.e2e.wsclient import WsClient, connect
 
@@ -166,3 +168,73 @@ async def test_sse_streams_a_job_and_resumes_from_last_event_id(service: Service
     other = await register(service.client, "sse-other@example.com")
     hidden = await service.client.get(f"/api/jobs/{job.id}/events", headers=bearer(other["token"]))
     assert hidden.status_code == 404
+
+
+@pytest.mark.slow
+async def test_sse_ends_with_the_rows_terminal_event_when_the_live_one_never_comes(
+    service: Service,
+) -> None:
+    """The job runs "elsewhere" (this test claims and finishes it, and publishes nothing:
+    its terminal event never reaches the service, as when it was published on another
+    instance while the fan-out was down). The open stream reads the row again when idle
+    for its keep-alive, and ends after the terminal event built from it."""
+    from lumiku.credits.ledger import CreditsPolicy
+    from lumiku.supervisor import open_deps
+
+    user = await register(service.client, "sse-missed@example.com")
+    async with open_deps(service.settings, migrate=False) as deps:
+        submitted = await jobs.submit(
+            deps.store,
+            user_id=uuid.UUID(user["user"]["id"]),
+            tags=(),
+            app="demo",
+            kind="demo.elsewhere",  # no worker of the service runs it
+            payload={},
+            cost=10,
+            policy=CreditsPolicy.from_settings(deps.settings.credits),
+        )
+        (claimed,) = await jobs.claim(
+            deps.store,
+            worker_id="elsewhere",
+            slots={"demo.elsewhere": 1},
+            per_user_running=2,
+            lease_s=60,
+            now=datetime.now(UTC),
+        )
+    assert claimed.id == submitted.job.id
+    frames: list[dict[str, Any]] = []
+    started = trio.Event()
+
+    async def read() -> None:
+        url = f"/api/jobs/{claimed.id}/events"
+        headers, timeout_s = bearer(user["token"]), sse.KEEPALIVE_S + 10
+        async with service.client.stream(
+            "GET", url, headers=headers, timeout=timeout_s
+        ) as response:
+            current: dict[str, Any] = {}
+            async for line in response.aiter_lines():
+                if line == "" and current:
+                    frames.append(current)
+                    current = {}
+                    started.set()
+                elif line.startswith("id: "):
+                    current["id"] = int(line[4:])
+                elif line.startswith("event: "):
+                    current["event"] = line[7:]
+                elif line.startswith("data: "):
+                    current["data"] = json.loads(line[6:])
+
+    with trio.fail_after(sse.KEEPALIVE_S + 10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await started.wait()  # the snapshot: the stream is subscribed
+            async with open_deps(service.settings, migrate=False) as deps:
+                done = await jobs.complete(deps.store, claimed.id, claimed.attempt, {"ok": 1})
+            assert done is not None
+    snapshot, *sent = frames
+    assert (snapshot["event"], snapshot["data"]["data"]["status"]) == (
+        "generation:snapshot",
+        "running",
+    )
+    assert [(f["event"], f["id"]) for f in sent] == [("generation:completed", done.event_seq)]
+    assert sent[0]["data"]["data"] == {"result": {"ok": 1}}

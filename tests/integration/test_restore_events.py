@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import coredis
+import pytest
 import trio
 
 from lumiku import jobs
@@ -16,10 +17,12 @@ from lumiku.accounts.service import create_user
 from lumiku.apps.registry import App, JobKind, Outcome, Registry
 from lumiku.credits.ledger import CreditsPolicy
 from lumiku.deps import Deps
+from lumiku.errors import RedisUnavailable
 from lumiku.events import STREAM_PREFIX, TERMINAL
 from lumiku.jobs.announce import announce
 from lumiku.jobs.restore import SETTLE_S, RestoreCursor, restore_terminal_events
 from lumiku.supervisor import open_deps
+from lumiku.testing import TcpProxy
 from tests.e2e.harness import STRONG_PASSWORD
 from tests.services import settings_for
 
@@ -104,3 +107,35 @@ async def test_without_redis_there_is_nothing_to_restore(postgres_url: str, tmp_
         await finished_job(deps, user.id, announced=False)
         later = datetime.now(UTC) + timedelta(seconds=SETTLE_S + 1)
         assert await restore_terminal_events(deps, cursor, later) == 0
+
+
+async def test_the_reapers_walk_first_writes_what_was_published_while_redis_was_down(
+    postgres_url: str, redis_proxy: tuple[TcpProxy, str], redis_url: str, tmp_path: Path
+) -> None:
+    """A job finished (and announced) while Redis was cut: its terminal event waited in the
+    bus's backlog; the next walk writes it, then finds nothing to restore. Exactly one."""
+    proxy, proxied_url = redis_proxy
+    settings = settings_for(postgres_url, tmp_path, redis_url=proxied_url)
+    with trio.fail_after(30):
+        async with open_deps(settings, apps=REGISTRY) as deps:
+            cursor = RestoreCursor.starting(datetime.now(UTC))
+            user = await create_user(
+                deps, email="b@example.com", password=STRONG_PASSWORD, credits=100
+            )
+            proxy.take_down()
+            during = await finished_job(deps, user.id, announced=True)
+            assert deps.events.statistics().backlog == 1
+            later = datetime.now(UTC) + timedelta(seconds=SETTLE_S + 1)
+            with pytest.raises(RedisUnavailable):
+                await restore_terminal_events(deps, cursor, later)
+            proxy.bring_up()
+            while True:  # until the bus's breaker lets Redis be called again
+                try:
+                    restored = await restore_terminal_events(deps, cursor, later)
+                except RedisUnavailable:
+                    await trio.sleep(0.05)
+                else:
+                    break
+            assert restored == 0  # the backlog had it
+            assert deps.events.statistics().backlog == 0
+            assert await terminal_types(redis_url, during) == ["generation:completed"]

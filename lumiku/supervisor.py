@@ -345,7 +345,12 @@ async def _serve(
         await services.start(serve_signals, deps)
         async with trio.open_nursery() as http:
             addresses += await http.start(
-                serve_http, app, settings.http, binds, deps.shutdown, grace_s
+                partial(serve_http, readiness_delay_s=settings.shutdown.readiness_delay_s),
+                app,
+                settings.http,
+                binds,
+                deps.shutdown,
+                grace_s,
             )
             metrics_addresses: list[str] = []
             if settings.metrics.bind:  # /metrics only there (SPEC §13.3)

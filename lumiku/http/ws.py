@@ -2,8 +2,9 @@
 
 It answers `{"type":"ping"}` with `{"type":"pong"}`, reports malformed or unknown messages,
 sends `{"type":"ping"}` every `http.ws_ping_interval_s` (clients may answer
-`{"type":"pong"}`), and closes with 1001 as soon as the service shuts down, whether the
-socket has authenticated yet or not (hypercorn does not close idle websockets itself).
+`{"type":"pong"}`), and closes with 1001 as soon as the service's listeners close on shutdown
+(`ShutdownState.closing`), whether the socket has authenticated yet or not (hypercorn does not
+close idle websockets itself).
 """
 
 from __future__ import annotations
@@ -167,7 +168,7 @@ async def _authenticate_unless_shutdown(deps: Deps) -> User | None:
             nursery.cancel_scope.cancel()
 
         nursery.start_soon(authenticate_then_stop)
-        await deps.shutdown.requested.wait()
+        await deps.shutdown.closing.wait()
         nursery.cancel_scope.cancel()
     return user
 
@@ -178,7 +179,7 @@ async def events_socket() -> None:
     shutdown = deps.shutdown
     await websocket.accept()
     user = await _authenticate_unless_shutdown(deps)
-    if shutdown.draining:
+    if shutdown.closing.is_set():
         await websocket.close(GOING_AWAY, "server shutting down")
         return
     if user is None:
@@ -194,7 +195,7 @@ async def events_socket() -> None:
                 nursery.start_soon(socket.read)
                 nursery.start_soon(socket.forward)
                 nursery.start_soon(_ping_loop, socket, deps.settings.http.ws_ping_interval_s)
-                await shutdown.requested.wait()
+                await shutdown.closing.wait()
                 nursery.cancel_scope.cancel()
         except* events.Overflowed:
             overflowed = True  # closed with 1013 already

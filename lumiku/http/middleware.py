@@ -41,6 +41,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+MAX_HEADER_BYTES: Final = 16 * 1024  # request line + headers (hypercorn's limit too)
 SECURITY_HEADERS: Final = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -149,7 +150,9 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         origin = incoming_id = forwarded = length = preflight_method = encoding = None
+        header_bytes = 0
         for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value)
             if name == b"x-request-id":
                 incoming_id = value.decode("latin-1")
             elif name == b"origin":
@@ -185,7 +188,15 @@ class EdgeMiddleware:
                     else None
                 )
                 await self._http(
-                    scope, body, receive, send, request_id, origin, length, preflight_method
+                    scope,
+                    body,
+                    receive,
+                    send,
+                    request_id,
+                    origin,
+                    length,
+                    preflight_method,
+                    header_bytes,
                 )
         finally:
             request_id_var.reset(token)
@@ -200,6 +211,7 @@ class EdgeMiddleware:
         origin: str | None,
         length: bytes | None,
         preflight_method: bytes | None,
+        header_bytes: int,
     ) -> None:
         started = time.perf_counter()
         if body is not None:
@@ -243,7 +255,20 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            if scope["method"] == "OPTIONS" and origin is not None and preflight_method is not None:
+            if header_bytes > MAX_HEADER_BYTES:
+                # hypercorn refuses longer heads only when they arrive in several reads
+                # (http/server.py); this makes the limit the same whatever the timing.
+                await send_problem(
+                    send_with_headers,
+                    431,
+                    "REQUEST_HEADERS_TOO_LARGE",
+                    "Request Header Fields Too Large",
+                    f"The request line and headers may be at most {MAX_HEADER_BYTES} bytes.",
+                    [(b"connection", b"close")],
+                )
+            elif (
+                scope["method"] == "OPTIONS" and origin is not None and preflight_method is not None
+            ):
                 await self._preflight(scope, send_with_headers, allowed_origin)
             elif scope["path"] in self.probes:
                 await self._probe(scope, send_with_headers)

@@ -11,22 +11,23 @@ the listeners open for `shutdown.readiness_delay_s` and so that connections are 
   once it has been idle DRAIN_IDLE_S instead; a request arriving before that is answered
   (with `Connection: close`, which the edge adds to every response while draining).
 - The server's own refusals of unparsable requests (431 when the request line and headers
-  exceed MAX_HEADER_BYTES, 400 when malformed) are problem+json like every other error,
-  with a request id, and logged (`http.refused`); hypercorn's are bare.
-- Closing a connection while the client is still sending half-closes it and reads and
-  discards up to LINGER_MAX_BYTES for up to LINGER_S first (RFC 9112 §9.6): a socket closed
-  with unread data resets the connection, and the reset can destroy the answer before the
-  client reads it. (Answers sent before a body was read discard it at the edge first:
-  `lumiku.http.unread`.)
+  exceed MAX_HEADER_BYTES before they are complete, 400 when malformed) are problem+json
+  like every other error, with a request id, and logged (`http.refused`); hypercorn's are
+  bare. (Complete heads over the limit are refused by the edge, with the same problem.)
+- Closing a connection after a refusal while the client is still sending half-closes it
+  and reads and discards up to LINGER_MAX_BYTES for up to LINGER_S first (RFC 9112 §9.6):
+  a socket closed with unread data resets the connection, and the reset can destroy the
+  answer before the client reads it. (Answers of the app sent before a body was read
+  discard it at the edge first: `lumiku.http.unread`.)
 """
 
 from __future__ import annotations
 
-import http
 import logging
 import random
 import socket
 from functools import partial
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Final
 
 import h11
@@ -42,6 +43,7 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import parse_socket_addr, repr_socket_addr, wrap_app
 
 from lumiku.config_rules import split_bind
+from lumiku.http.middleware import MAX_HEADER_BYTES
 from lumiku.http.problems import PROBLEM_JSON, problem_body
 from lumiku.observability.logging import get_logger, request_id_var
 
@@ -54,7 +56,6 @@ log = get_logger("lumiku.http.server")
 
 BACKLOG: Final = 1024
 WS_MAX_MESSAGE_BYTES: Final = 64 * 1024
-MAX_HEADER_BYTES: Final = 16 * 1024  # request line + headers; past it 431
 DRAIN_IDLE_S: Final = 0.25  # see the module docstring; well under http.keep_alive_s
 LINGER_S: Final = 10.0
 LINGER_MAX_BYTES: Final = 16 * 1024 * 1024
@@ -126,7 +127,7 @@ class _ProblemH11(H11Protocol):
         token = request_id_var.set(request_id)
         try:
             code = REFUSAL_CODES.get(status_code, "HTTP_ERROR")
-            phrase = http.HTTPStatus(status_code).phrase
+            phrase = HTTPStatus(status_code).phrase
             detail = (
                 f"The request line and headers may be at most {MAX_HEADER_BYTES} bytes."
                 if status_code == 431
@@ -207,9 +208,20 @@ class _Connection(TCPServer):
     async def _close(self) -> None:
         # Only the task reading the connection may read it: closes from an answer being
         # sent (the app's task) cannot linger, which is why the edge reads unread bodies.
-        if trio.lowlevel.current_task() is self._reader:
+        if trio.lowlevel.current_task() is self._reader and self._client_sending():
             await self._linger()
         await super()._close()
+
+    def _client_sending(self) -> bool:
+        """Whether the client may still be sending: in a request's body, or in a request
+        the server refused as unparsable (h11's ERROR state)."""
+        wrapper: ProtocolWrapper | None = getattr(self, "protocol", None)
+        protocol = wrapper.protocol if wrapper is not None else None
+        return (
+            isinstance(protocol, H11Protocol)
+            and isinstance(protocol.connection, h11.Connection)
+            and protocol.connection.their_state in (h11.SEND_BODY, h11.ERROR)
+        )
 
     async def _linger(self) -> None:
         """Half-close, then discard what the client still sends until it closes (bounded)."""

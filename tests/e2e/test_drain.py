@@ -194,8 +194,9 @@ async def test_sigterm_under_keep_alive_load_answers_every_request_received(
 
 async def test_readiness_says_draining_while_the_listener_stays_open(tmp_path: Path) -> None:
     """`shutdown.readiness_delay_s`: after SIGTERM readiness answers 503 `draining` and new
-    connections are still served (each answer saying `Connection: close`) until the delay
-    has passed; then the listener closes and the process exits 0."""
+    connections are still served (each answer saying `Connection: close`), websockets stay
+    open, until the delay has passed; then the listener closes, the websocket gets 1001 and
+    the process exits 0."""
     delay_s = 2.0
     env = base_env(tmp_path, {"LUMIKU_SHUTDOWN_READINESS_DELAY_S": str(delay_s)})
     with trio.fail_after(30):
@@ -203,20 +204,26 @@ async def test_readiness_says_draining_while_the_listener_stays_open(tmp_path: P
             service = await start(nursery, env)
             port = port_of(await service.wait_for("service.ready"))
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-                ready = await client.get("/health/readiness")
-                signalled_at = time.monotonic()
-                service.signal(signal.SIGTERM)
-                await service.wait_for("service.draining")
-                draining = await client.get("/health/readiness")  # the kept-alive connection
-                fresh = await client.get("/health/liveness")  # a new one: the listener is open
-                answered_within_s = time.monotonic() - signalled_at
+                token = (await register(client, "delay@example.com"))["token"]
+                async with connect(f"ws://127.0.0.1:{port}/api/ws?token={token}") as ws:
+                    assert json.loads(await ws.receive())["type"] == "ready"
+                    ready = await client.get("/health/readiness")
+                    signalled_at = time.monotonic()
+                    service.signal(signal.SIGTERM)
+                    await service.wait_for("service.draining")
+                    draining = await client.get("/health/readiness")  # kept-alive connection
+                    fresh = await client.get("/health/liveness")  # a new one: still listening
+                    await ws.send('{"type":"ping"}')
+                    pong = json.loads(await ws.receive())
+                    answered_within_s = time.monotonic() - signalled_at
+                    code = await expect_close(ws)
+                    closed_after_s = time.monotonic() - signalled_at
             while True:
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 except ConnectionRefusedError:
                     break
                 await trio.sleep(0.01)
-            refused_after_s = time.monotonic() - signalled_at
             exit_code = await service.process.wait()
     assert answered_within_s < delay_s  # else this test proves nothing
     assert ready.status_code == 200
@@ -226,5 +233,7 @@ async def test_readiness_says_draining_while_the_listener_stays_open(tmp_path: P
     assert draining.headers["connection"] == "close"
     assert fresh.status_code == 200
     assert fresh.headers["connection"] == "close"
-    assert refused_after_s >= delay_s
+    assert pong == {"type": "pong"}
+    assert code == 1001
+    assert closed_after_s >= delay_s  # the socket closed with the listener, not before
     assert exit_code == 0

@@ -5,11 +5,13 @@ the listeners open for `shutdown.readiness_delay_s` and so that connections are 
 `_Connection`, hypercorn's `TCPServer` with three changes:
 
 - A drain answers what kept-alive clients have already sent. hypercorn closes every idle
-  connection the moment the listeners close, but a client that has just read an answer
-  (which said nothing of a close) may be sending its next request on it right then, and
-  would get a reset for a request the server had received. An idle connection is closed
-  once it has been idle DRAIN_IDLE_S instead; a request arriving before that is answered
-  (with `Connection: close`, which the edge adds to every response while draining).
+  connection the moment the listeners close, and every connection after its answer from
+  then on, but a client that has just read an answer that said nothing of a close (its
+  head went out before the drain began) may be sending its next request on it right then,
+  and would get a reset for a request the server had received. Such a connection is kept,
+  and closed once it has been idle DRAIN_IDLE_S; a request arriving before that is
+  answered (with `Connection: close`, which the edge adds to every response while
+  draining).
 - The server's own refusals of unparsable requests (431 when the request line and headers
   exceed MAX_HEADER_BYTES before they are complete, 400 when malformed) are problem+json
   like every other error, with a request id, and logged (`http.refused`); hypercorn's are
@@ -23,6 +25,7 @@ the listeners open for `shutdown.readiness_delay_s` and so that connections are 
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
 import socket
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, Final
 import h11
 import trio
 from hypercorn.config import Config
+from hypercorn.events import Closed, Updated
 from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.lifespan import Lifespan
@@ -48,6 +52,8 @@ from lumiku.http.problems import PROBLEM_JSON, problem_body
 from lumiku.observability.logging import get_logger, request_id_var
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from lumiku.config import HttpSettings
     from lumiku.http.middleware import ASGIApp
     from lumiku.shutdown import ShutdownState
@@ -60,6 +66,8 @@ DRAIN_IDLE_S: Final = 0.25  # see the module docstring; well under http.keep_ali
 LINGER_S: Final = 10.0
 LINGER_MAX_BYTES: Final = 16 * 1024 * 1024
 REFUSAL_CODES: Final = {400: "BAD_REQUEST", 431: "REQUEST_HEADERS_TOO_LARGE"}
+ACCEPT_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY_S: Final = 0.1
 
 
 def make_sockets(
@@ -120,7 +128,28 @@ def hypercorn_config(http: HttpSettings, grace_s: float) -> Config:
 
 
 class _ProblemH11(H11Protocol):
-    """hypercorn's HTTP/1.1 protocol, refusing unparsable requests with a problem."""
+    """hypercorn's HTTP/1.1 protocol, refusing unparsable requests with a problem, and
+    keeping a connection for its next request after an answer that did not say it closes,
+    even while draining (see the module docstring)."""
+
+    async def _maybe_recycle(self) -> None:
+        # H11Protocol._maybe_recycle, but recycling also once the drain has begun: an answer
+        # whose head went out before it (so without `Connection: close`) invites the client
+        # to send its next request here; the idle timer closes the connection when none
+        # comes within DRAIN_IDLE_S.
+        await self._close_stream()
+        connection = self.connection
+        if connection.our_state is h11.DONE and connection.their_state is h11.DONE:
+            try:
+                connection.start_next_cycle()
+            except h11.LocalProtocolError:
+                await self.send(Closed())
+            else:
+                await self.can_read.set()
+                await self.send(Updated(idle=True))
+        else:
+            await self.can_read.set()
+            await self.send(Closed())
 
     async def _send_error_response(self, status_code: int) -> None:
         request_id = f"{random.getrandbits(128):032x}"
@@ -238,6 +267,49 @@ class _Connection(TCPServer):
             pass
 
 
+async def _run_connection(
+    handler: Callable[[trio.SocketStream], Awaitable[None]], stream: trio.SocketStream
+) -> None:
+    try:
+        await handler(stream)
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def _serve_listener(
+    sock: socket.socket,
+    handler: Callable[[trio.SocketStream], Awaitable[None]],
+    connections: trio.Nursery,
+) -> None:
+    """Accept connections on `sock` into `connections` until cancelled, then close it.
+
+    As trio.serve_listeners (capacity errors are logged and retried), and on the way out the
+    connections the kernel has completed meanwhile are taken from the backlog and served
+    too: their clients may have sent a request already, and closing the listener would
+    reset them."""
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+    async with listener:
+        try:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    log.error("http.accept_failed", error=errno.errorcode[exc.errno])
+                    await trio.sleep(ACCEPT_RETRY_S)
+                else:
+                    connections.start_soon(_run_connection, handler, stream)
+        finally:
+            while True:  # no checkpoint in here: this runs while cancelled
+                try:
+                    accepted, _ = sock.accept()
+                except OSError:  # BlockingIOError: the backlog is empty
+                    break
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(accepted))
+                connections.start_soon(_run_connection, handler, stream)
+
+
 async def serve_http(
     app: ASGIApp,
     http: HttpSettings,
@@ -267,15 +339,13 @@ async def serve_http(
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
-        listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
         handler = partial(
             _Connection, wrapped, config, context, ConnectionState(lifespan_state.copy())
         )
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
-                accepting.start_soon(
-                    partial(trio.serve_listeners, handler, listeners, handler_nursery=connections)
-                )
+                for sock in sockets:
+                    accepting.start_soon(_serve_listener, sock, handler, connections)
                 task_status.started(
                     [f"http://{repr_socket_addr(s.family, s.getsockname())}" for s in sockets]
                 )

@@ -235,7 +235,11 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 message["headers"] = [*message.get("headers", ()), *extra]
-                if self.shutdown is not None and self.shutdown.draining:
+                if (
+                    self.shutdown is not None
+                    and self.shutdown.draining
+                    and scope["http_version"] in ("1.0", "1.1")  # HTTP/2 forbids the header
+                ):
                     # The client must not send another request on this connection.
                     _set_connection_close(message["headers"])
             elif message["type"] == "http.response.body":

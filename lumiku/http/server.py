@@ -21,6 +21,10 @@ the listeners open for `shutdown.readiness_delay_s` and so that connections are 
   a socket closed with unread data resets the connection, and the reset can destroy the
   answer before the client reads it. (Answers of the app sent before a body was read
   discard it at the edge first: `lumiku.http.unread`.)
+
+These override private methods of hypercorn 0.18 (pinned in the lock file): on an upgrade,
+compare them with `hypercorn/trio/tcp_server.py` and `hypercorn/protocol/h11.py`;
+tests/unit/http/test_server.py fails when the methods they replace are gone.
 """
 
 from __future__ import annotations

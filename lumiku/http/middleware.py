@@ -41,7 +41,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-MAX_HEADER_BYTES: Final = 16 * 1024  # request line + headers (hypercorn's limit too)
+MAX_HEADER_BYTES: Final = 16 * 1024  # the head of a request (hypercorn's limit too)
 SECURITY_HEADERS: Final = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -152,7 +152,7 @@ class EdgeMiddleware:
         origin = incoming_id = forwarded = length = preflight_method = encoding = None
         header_bytes = 0
         for name, value in scope["headers"]:
-            header_bytes += len(name) + len(value)
+            header_bytes += len(name) + len(value) + 4  # ": " and CRLF
             if name == b"x-request-id":
                 incoming_id = value.decode("latin-1")
             elif name == b"origin":
@@ -261,7 +261,8 @@ class EdgeMiddleware:
         try:
             if header_bytes > MAX_HEADER_BYTES:
                 # hypercorn refuses longer heads only when they arrive in several reads
-                # (http/server.py); this makes the limit the same whatever the timing.
+                # (http/server.py); this makes the limit the same whatever the timing (to
+                # within the request line, which it counts and this does not).
                 await send_problem(
                     send_with_headers,
                     431,

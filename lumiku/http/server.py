@@ -329,7 +329,8 @@ async def serve_http(
     `task_status.started` receives the bound addresses once the sockets accept connections.
     On shutdown, for `readiness_delay_s` the listeners stay open while readiness says
     `draining` and every response says `Connection: close` (load balancers take the
-    instance out); then the listeners close (new connections are refused),
+    instance out); then the listeners close (new connections are refused; those already
+    in the backlog are served),
     `shutdown.closing` is set (websockets and SSE streams end), idle connections close
     (see the module docstring) and requests in flight get what is left of `grace_s`,
     counted from the request; whatever is left after that is cancelled.

@@ -68,8 +68,9 @@ class Tally:
     """What the hammering clients saw. A request is `dropped` when it was written on a
     connection whose previous answer did not say `Connection: close` and got no answer at
     all: the server had promised to read it. `unaccepted` counts first requests on new
-    connections that got nothing (the connection sat in the listen backlog when the
-    listener closed); `refused` counts connections refused outright."""
+    connections that got nothing: a connection completed by the kernel between the server's
+    last accept and the listener's close (it serves its backlog on the way out, so this is
+    rare, but no server can rule it out); `refused` counts connections refused outright."""
 
     answered: int = 0
     closing_answers: int = 0  # answers saying Connection: close

@@ -209,6 +209,7 @@ _FIELD_RULES: Final[dict[str, Callable[[Any], Any]]] = {
     "storage.max_upload_bytes": _positive,
     "storage.url_ttl_s": _positive,
     "shutdown.grace_s": _non_negative,
+    "shutdown.readiness_delay_s": _non_negative,
     "log.level": _one_of("debug", "info", "warning", "error"),
     "log.format": _one_of("auto", "json", "console"),
     "auth.token_ttl_s": _positive,

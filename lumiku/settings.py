@@ -90,6 +90,12 @@ class StorageSettings:
 @attrs.frozen
 class ShutdownSettings:
     grace_s: float = setting(25.0, "Time in-flight requests and jobs get to finish on SIGTERM.")
+    readiness_delay_s: float = setting(
+        0.0,
+        "After SIGTERM, how long the listener stays open while /health/readiness answers 503 "
+        "draining, so load balancers stop sending new requests first. Counted in grace_s: "
+        "keep it well below.",
+    )
 
 
 @attrs.frozen

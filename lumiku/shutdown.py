@@ -1,7 +1,9 @@
 """Shutdown state and the signal watcher (SPEC §1).
 
-The first SIGTERM/SIGINT sets `ShutdownState.requested`: readiness turns `draining`,
-hypercorn stops accepting and drains, websockets close with 1001. A second one sets
+The first SIGTERM/SIGINT sets `ShutdownState.requested`: readiness turns `draining` and
+responses say `Connection: close`; `shutdown.readiness_delay_s` later the listeners close
+(`ShutdownState.closing`), websockets close with 1001, SSE streams end and the HTTP server
+drains (http/server.py). A second one sets
 `forced` and cancels the supervisor's root scope at once (exit code 1). SIGHUP is logged
 and ignored. A signal that arrives before the service is ready cancels start-up cleanly.
 """
@@ -29,6 +31,10 @@ class ShutdownState:
     """Who is shutting down and how: shared by every component through `Deps`."""
 
     requested: trio.Event = attrs.field(factory=trio.Event)
+    # Set by the HTTP server when its listeners close (`shutdown.readiness_delay_s` after
+    # `requested`): open websockets and SSE streams end then, not before, so clients do not
+    # reconnect to an instance that load balancers have not taken out yet.
+    closing: trio.Event = attrs.field(factory=trio.Event)
     forced: bool = False
     requested_at: float | None = None
     _on_request: list[Callable[[], None]] = attrs.field(factory=list)

@@ -430,14 +430,14 @@ async def _serve(
         await services.start(keep_serving, "jobs.workers", serve_workers, deps, worker_beacon)
         await services.start(keep_serving, "jobs.reaper", serve_reaper, deps)
         await services.start(keep_serving, "jobs.signals", serve_signals, deps)
+        # Both listeners stay open for the readiness delay (http/server.py).
+        serve = partial(serve_http, readiness_delay_s=settings.shutdown.readiness_delay_s)
         async with trio.open_nursery() as http:
-            addresses += await http.start(
-                serve_http, app, settings.http, binds, deps.shutdown, grace_s
-            )
+            addresses += await http.start(serve, app, settings.http, binds, deps.shutdown, grace_s)
             metrics_addresses: list[str] = []
             if settings.metrics.bind:  # /metrics only there (SPEC §13.3)
                 metrics_addresses = await http.start(
-                    serve_http,
+                    serve,
                     metrics_listener_app(deps),
                     # never shared: a scrape must reach the one instance it names
                     attrs.evolve(settings.http, reuse_port=False),

@@ -66,4 +66,5 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
         health.probes(deps),
         endpoints=metrics.endpoints(deps),
         metrics=deps.metrics.http,
+        shutdown=deps.shutdown,
     )

@@ -3,8 +3,10 @@
 For every request it settles the request id (a valid `X-Request-ID` is kept, anything else
 replaced) and the client IP (trusted proxies only), answers CORS preflights, refuses bodies
 whose Content-Length exceeds `http.max_body_bytes` (upload routes: `upload_body_limit`,
-413 FILE_TOO_LARGE; see http/uploads.py), adds the security, CORS and request-id
-headers to every response, and writes one access line and one request-duration observation
+413 FILE_TOO_LARGE; see http/uploads.py), discards a body still arriving when its answer
+ends (http/unread.py: the client can read the answer), adds the security, CORS and
+request-id headers to every response (and `Connection: close` while the service drains),
+and writes one access line and one request-duration observation
 (`HttpSeries`, by route template). It is plain ASGI so the hot path costs a few dictionary
 lookups, not a framework round trip.
 """
@@ -21,12 +23,14 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 
 from lumiku.http.problems import PROBLEM_JSON, problem_body
+from lumiku.http.unread import RequestBody
 from lumiku.http.uploads import BODY_LIMIT_SCOPE_KEY, is_upload_path, upload_body_limit
 from lumiku.observability.logging import get_logger, request_id_var
 
 if TYPE_CHECKING:
     from lumiku.config import Settings
     from lumiku.observability.metrics import HttpSeries
+    from lumiku.shutdown import ShutdownState
 
 log = get_logger("lumiku.http.access")
 
@@ -37,6 +41,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _REQUEST_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+MAX_HEADER_BYTES: Final = 16 * 1024  # the head of a request (hypercorn's limit too)
 SECURITY_HEADERS: Final = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -126,8 +131,10 @@ class EdgeMiddleware:
         *,
         endpoints: dict[str, ASGIApp] | None = None,
         metrics: HttpSeries | None = None,
+        shutdown: ShutdownState | None = None,
     ) -> None:
         self.app = app
+        self.shutdown = shutdown
         self.probes = probes or {}
         self.endpoints = endpoints or {}
         self.metrics = metrics
@@ -142,8 +149,10 @@ class EdgeMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        origin = incoming_id = forwarded = length = preflight_method = None
+        origin = incoming_id = forwarded = length = preflight_method = encoding = None
+        header_bytes = 0
         for name, value in scope["headers"]:
+            header_bytes += len(name) + len(value) + 4  # ": " and CRLF
             if name == b"x-request-id":
                 incoming_id = value.decode("latin-1")
             elif name == b"origin":
@@ -156,6 +165,8 @@ class EdgeMiddleware:
                 )
             elif name == b"content-length":
                 length = value
+            elif name == b"transfer-encoding":
+                encoding = value
             elif name == b"access-control-request-method":
                 preflight_method = value
         request_id = (
@@ -171,21 +182,40 @@ class EdgeMiddleware:
             if kind == "websocket":
                 await self._websocket(scope, receive, send)
             else:
-                await self._http(scope, receive, send, request_id, origin, length, preflight_method)
+                body = (
+                    RequestBody(receive, _int_or_none(length))
+                    if length not in (None, b"0") or encoding is not None
+                    else None
+                )
+                await self._http(
+                    scope,
+                    body,
+                    receive,
+                    send,
+                    request_id,
+                    origin,
+                    length,
+                    preflight_method,
+                    header_bytes,
+                )
         finally:
             request_id_var.reset(token)
 
     async def _http(
         self,
         scope: Scope,
+        body: RequestBody | None,
         receive: Receive,
         send: Send,
         request_id: str,
         origin: str | None,
         length: bytes | None,
         preflight_method: bytes | None,
+        header_bytes: int,
     ) -> None:
         started = time.perf_counter()
+        if body is not None:
+            receive = body.receive
         self.requests_total += 1
         allowed_origin = origin is not None and self.cors.allows(origin)
         extra = [(b"x-request-id", request_id.encode()), *SECURITY_HEADERS]
@@ -205,9 +235,19 @@ class EdgeMiddleware:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 message["headers"] = [*message.get("headers", ()), *extra]
+                if (
+                    self.shutdown is not None
+                    and self.shutdown.draining
+                    and scope["http_version"] in ("1.0", "1.1")  # HTTP/2 forbids the header
+                ):
+                    # The client must not send another request on this connection.
+                    _set_connection_close(message["headers"])
             elif message["type"] == "http.response.body":
                 state["bytes"] += len(message.get("body", b""))
                 if not message.get("more_body", False):
+                    if body is not None:  # the body may still be arriving: see http/unread.py
+                        await body.finish(send, message)
+                        return
                     # hypercorn recycles a keep-alive connection and starts its idle timer
                     # inside this send; quart-trio cancels the request's nursery when the
                     # disconnect that triggers arrives, which would leave the connection
@@ -219,7 +259,21 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            if scope["method"] == "OPTIONS" and origin is not None and preflight_method is not None:
+            if header_bytes > MAX_HEADER_BYTES:
+                # hypercorn refuses longer heads only when they arrive in several reads
+                # (http/server.py); this makes the limit the same whatever the timing (to
+                # within the request line, which it counts and this does not).
+                await send_problem(
+                    send_with_headers,
+                    431,
+                    "REQUEST_HEADERS_TOO_LARGE",
+                    "Request Header Fields Too Large",
+                    f"The request line and headers may be at most {MAX_HEADER_BYTES} bytes.",
+                    [(b"connection", b"close")],
+                )
+            elif (
+                scope["method"] == "OPTIONS" and origin is not None and preflight_method is not None
+            ):
                 await self._preflight(scope, send_with_headers, allowed_origin)
             elif scope["path"] in self.probes:
                 await self._probe(scope, send_with_headers)
@@ -235,7 +289,7 @@ class EdgeMiddleware:
                     "PAYLOAD_TOO_LARGE",
                     "Request body too large",
                     f"The body may be at most {self.max_body_bytes} bytes.",
-                    [(b"connection", b"close")],  # the body is never read
+                    [(b"connection", b"close")],  # the body is discarded, not read
                 )
             else:
                 await self.app(scope, receive, send_with_headers)
@@ -335,6 +389,18 @@ class EdgeMiddleware:
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 client_ip=scope["lumiku.client_ip"],
             )
+
+
+def _set_connection_close(headers: list[tuple[bytes, bytes]]) -> None:
+    if not any(name.lower() == b"connection" for name, _ in headers):
+        headers.append((b"connection", b"close"))
+
+
+def _int_or_none(length: bytes | None) -> int | None:
+    try:
+        return int(length) if length is not None else None
+    except ValueError:
+        return None
 
 
 def _too_long(length: bytes, limit: int) -> bool:

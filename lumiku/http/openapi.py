@@ -242,6 +242,7 @@ def _implied(path: str, op: Op) -> list[tuple[int, Resp]]:
     if op.rate_limit:
         implied.append((429, _problem("RATE_LIMITED", **{"Retry-After": {"type": "integer"}})))
         implied.append((503, _problem("RATE_LIMITER_UNAVAILABLE (failing closed)")))
+    implied.append((431, _problem("REQUEST_HEADERS_TOO_LARGE: request line and headers")))
     implied.append((500, _problem("INTERNAL: logged with the request id, no internals")))
     return implied
 

@@ -11,7 +11,7 @@ A route's documentation is one entry in a table keyed `"METHOD /path/{param}"`:
 signed URL or the owner's token, None for public); `body` is a `json_body(...)` or a
 `multipart(...)`; `rate_limit` names the limiter rule; `idempotent` adds the
 Idempotency-Key header. The error responses those imply (401/403, 400/413/415, 404 for
-path ids, 429/503, 409/422 for idempotency keys, 500) are added by the builder
+path ids, 429/503, 409/422 for idempotency keys, 431 and 500) are added by the builder
 (`lumiku/http/openapi.py`), so an entry lists only its own successes and the errors
 peculiar to it (`402: problem("INSUFFICIENT_CREDITS")`).
 """

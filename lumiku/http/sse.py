@@ -84,7 +84,7 @@ async def _stream(deps: Deps, job: Job, after: int) -> AsyncIterator[bytes]:
         if job.finished:
             return  # its terminal event was sent, or the client had it already
         idle_s = 0.0
-        while not deps.shutdown.draining:
+        while not deps.shutdown.closing.is_set():
             with trio.move_on_after(1.0) as waited:
                 try:
                     event = await subscription.receive()

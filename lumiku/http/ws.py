@@ -1,10 +1,10 @@
 """`GET /api/ws`: the websocket clients keep open for live events (SPEC §7).
 
-For now it answers `{"type":"ping"}` with `{"type":"pong"}`, reports malformed or unknown
-messages, sends `{"type":"ping"}` every `http.ws_ping_interval_s` (clients may answer
-`{"type":"pong"}`), and closes with 1001 when the service shuts down (hypercorn does not
-close idle websockets itself). Authentication and
-events arrive with the accounts and jobs issues.
+It answers `{"type":"ping"}` with `{"type":"pong"}`, reports malformed or unknown messages,
+sends `{"type":"ping"}` every `http.ws_ping_interval_s` (clients may answer
+`{"type":"pong"}`), and closes with 1001 as soon as the service's listeners close on shutdown
+(`ShutdownState.closing`), whether the socket has authenticated yet or not (hypercorn does not
+close idle websockets itself).
 """
 
 from __future__ import annotations
@@ -153,12 +153,32 @@ async def _authenticate(deps: Deps) -> User | None:
         return None
 
 
+async def _authenticate_unless_shutdown(deps: Deps) -> User | None:
+    """`_authenticate`, given up at once when the service shuts down (then None): a client
+    that has not authenticated yet must not hold a drain for `auth.ws_auth_timeout_s`."""
+    user: User | None = None
+    async with trio.open_nursery() as nursery:
+
+        async def authenticate_then_stop() -> None:
+            nonlocal user
+            user = await _authenticate(deps)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(authenticate_then_stop)
+        await deps.shutdown.closing.wait()
+        nursery.cancel_scope.cancel()
+    return user
+
+
 @blueprint.websocket("/api/ws")
 async def events_socket() -> None:
     deps = current_deps()
     shutdown = deps.shutdown
     await websocket.accept()
-    user = await _authenticate(deps)
+    user = await _authenticate_unless_shutdown(deps)
+    if shutdown.closing.is_set():
+        await websocket.close(GOING_AWAY, "server shutting down")
+        return
     if user is None:
         await websocket.close(UNAUTHENTICATED, "authentication required")
         return
@@ -172,7 +192,7 @@ async def events_socket() -> None:
                 nursery.start_soon(socket.read)
                 nursery.start_soon(socket.forward)
                 nursery.start_soon(_ping_loop, socket, deps.settings.http.ws_ping_interval_s)
-                await shutdown.requested.wait()
+                await shutdown.closing.wait()
                 nursery.cancel_scope.cancel()
         except* events.Overflowed:
             overflowed = True  # closed with 1013 already

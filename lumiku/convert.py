@@ -23,13 +23,16 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any, Final, TypeVar, get_origin
+from typing import TYPE_CHECKING, Any, Final, TypeVar, get_origin
 
 import attrs
 import cattrs
 import cattrs.cols
 
 from lumiku.errors import FieldError, InvalidJson, ValidationFailed
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 T = TypeVar("T")
 
@@ -133,6 +136,22 @@ _INT_DIGITS_MAX: Final = len(str(INT_MAX))
 # UTF-16 surrogates, which JSON's `\\ud800` escapes can produce unpaired but no UTF-8 encodes.
 _BAD_TEXT: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _BAD_LINE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# The fast path. A decoded string can hold a refused character only if the UTF-8 text holds
+# one raw (DEL, a C1 control; JSON forbids raw C0 controls in strings; surrogates appear
+# when a `str` with them is re-encoded) or an escape of one (`\u0000`, `\b`, `\ud800`);
+# an integer can leave int64 only with 19 digits in a row. Text with none of these skips
+# the walk over every value; a false alarm (an escaped backslash, an escaped emoji pair, a
+# long digit run in a string) only costs that walk. Each check is a C-speed scan.
+_RAW_C1: Final = re.compile(rb"\xc2[\x80-\x9f]")
+_RAW_SURROGATE: Final = re.compile(rb"\xed[\xa0-\xbf]")
+_ESCAPE: Final = re.compile(rb"\\(?:u(?:00[0189]|007[fF]|[dD][89a-fA-F])|[bf])")
+_DIGITS: Final = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_DIGIT_RUN: Final = b"0" * 19
+# Nesting depth from the brackets outside strings.
+_ESCAPED: Final = re.compile(rb"\\.", re.DOTALL)
+_QUOTED: Final = re.compile(rb'"[^"]*"')
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+_INNERMOST: Final = re.compile(rb"\[\]|\{\}")
 
 
 @attrs.frozen
@@ -172,11 +191,6 @@ def _parse_int(literal: str) -> int | _Unrepresentable:
     return int(literal)
 
 
-def _parse_float(literal: str) -> float | _Unrepresentable:
-    value = float(literal)
-    return value if math.isfinite(value) else _HUGE_FLOAT
-
-
 def _refuse_constant(literal: str) -> Any:
     raise InvalidJson(f"{literal} is not a JSON value; send numbers as finite literals.")
 
@@ -192,63 +206,127 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
+def _join(path: str, name: object) -> str:
+    return f"{path}.{name}" if path else str(name)
+
+
+def _scalar_problem(value: object) -> str | None:
+    if isinstance(value, str):
+        return None if _BAD_TEXT.search(value) is None else text_problem(value)
+    if isinstance(value, int):
+        return None if INT_MIN <= value <= INT_MAX else _HUGE_INT.why
+    if isinstance(value, _Unrepresentable):
+        return value.why
+    return None
 
 
 def _check(value: Any) -> None:
-    """Walk a decoded value (iteratively: its depth is not yet known); InvalidJson past
-    `MAX_DEPTH`, ValidationFailed naming up to `MAX_PROBLEMS` bad strings, keys, numbers."""
+    """Walk a decoded value (iteratively, a path built only where needed); ValidationFailed
+    naming up to `MAX_PROBLEMS` bad strings, keys and numbers."""
     problems: dict[str, str] = {}
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    why = _scalar_problem(value)
+    if why is not None:
+        problems["body"] = why
+    stack: list[tuple[Any, str]] = [(value, "")] if isinstance(value, dict | list) else []
     while stack and len(problems) < MAX_PROBLEMS:
-        item, path, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth >= MAX_DEPTH:
-                raise InvalidJson(f"Arrays and objects nest deeper than {MAX_DEPTH} levels.")
-            if isinstance(item, dict):
-                children = []
-                for key, child in item.items():
-                    name = _join(path, printable(key))
+        container, path = stack.pop()
+        if isinstance(container, dict):
+            if _BAD_TEXT.search("".join(container)) is not None:  # one scan for all keys
+                for key in container:
                     why = text_problem(key)
                     if why is not None:
-                        problems.setdefault(name, f"field name {why}")
-                    children.append((child, name, depth + 1))
-            else:
-                children = [(c, _join(path, str(i)), depth + 1) for i, c in enumerate(item)]
-            stack.extend(reversed(children))  # reported in document order
-            continue
-        why = None
-        if isinstance(item, str):
-            why = text_problem(item)
-        elif isinstance(item, _Unrepresentable):
-            why = item.why
-        elif isinstance(item, int) and not INT_MIN <= item <= INT_MAX:
-            why = _HUGE_INT.why
-        if why is not None:
-            problems.setdefault(path or "body", why)
+                        problems.setdefault(_join(path, printable(key)), f"field name {why}")
+            children: Any = container.items()
+        else:
+            children = enumerate(container)
+        nested = []
+        for key, child in children:
+            if isinstance(child, dict | list):
+                nested.append((child, key))
+                continue
+            why = _scalar_problem(child)
+            if why is not None:
+                name = printable(key) if isinstance(key, str) else key
+                problems.setdefault(_join(path, name), why)
+        stack.extend(
+            (child, _join(path, printable(key) if isinstance(key, str) else key))
+            for child, key in reversed(nested)
+        )
     if problems:
-        raise ValidationFailed([FieldError(f, m) for f, m in problems.items()])
+        raise ValidationFailed([FieldError(f, m) for f, m in list(problems.items())[:MAX_PROBLEMS]])
+
+
+def _suspect(raw: bytes) -> bool:
+    """Whether UTF-8 JSON `raw` may decode to a refused character or integer."""
+    return (
+        b"\x7f" in raw
+        or _RAW_C1.search(raw) is not None
+        or _RAW_SURROGATE.search(raw) is not None
+        or _ESCAPE.search(raw) is not None
+        or _DIGIT_RUN in raw.translate(_DIGITS)
+    )
+
+
+def _too_deep(raw: bytes) -> bool:
+    """Whether arrays and objects in JSON `raw` nest deeper than `MAX_DEPTH`, told from its
+    brackets outside strings, one pass per level over the brackets alone (no recursion).
+    Unbalanced brackets answer False: the parser then says where the text is wrong."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return False
+    brackets = _QUOTED.sub(b"", _ESCAPED.sub(b"", raw)).translate(None, _NOT_BRACKETS)
+    for _ in range(MAX_DEPTH):
+        shorter = _INNERMOST.sub(b"", brackets)
+        if len(shorter) == len(brackets):
+            return False
+        brackets = shorter
+    return bool(brackets)
 
 
 def decode_json(raw: bytes | str) -> Any:
     """Untrusted JSON text as Python values, by the rules of the module docstring: raises
-    InvalidJson (malformed or not strict JSON) or ValidationFailed (bad text or numbers)."""
-    try:
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        value = json.loads(
+    InvalidJson (malformed or not strict JSON) or ValidationFailed (bad text or numbers).
+    Ordinary text costs a few C-speed scans more than `json.loads`; text `_suspect` flags
+    is also walked value by value."""
+    if isinstance(raw, str):
+        text, raw = raw, raw.encode("utf-8", "surrogatepass")
+    else:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidJson("The body is not valid UTF-8.") from None
+    if _too_deep(raw):
+        raise InvalidJson(f"Arrays and objects nest deeper than {MAX_DEPTH} levels.")
+    suspect = _suspect(raw)
+    overflowed: list[str] = []
+
+    def parse_float(literal: str) -> float | _Unrepresentable:
+        value = float(literal)
+        if math.isfinite(value):
+            return value
+        overflowed.append(literal)
+        return _HUGE_FLOAT
+
+    def parse(parse_int: Callable[[str], Any] | None) -> Any:
+        return json.loads(
             text,
             object_pairs_hook=_unique_keys,
             parse_constant=_refuse_constant,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
+            parse_float=parse_float,
+            parse_int=parse_int,
         )
-    except UnicodeDecodeError:
-        raise InvalidJson("The body is not valid UTF-8.") from None
+
+    try:
+        try:
+            value = parse(None)  # the C parser converts integers
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # an integer past int()'s 4300 digits: parse again, naming it
+            value = parse(_parse_int)
     except json.JSONDecodeError as exc:
         raise InvalidJson(f"The body is not valid JSON at position {exc.pos}.") from None
     except RecursionError:
-        # Deeper than the parser follows (100 000 `[`): not JSON this service accepts.
+        # Unbalanced and deeper than the parser follows (100 000 `[`): not JSON we accept.
         raise InvalidJson(f"Arrays and objects nest deeper than {MAX_DEPTH} levels.") from None
-    _check(value)
+    if suspect or overflowed:
+        _check(value)
     return value

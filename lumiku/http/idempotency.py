@@ -50,9 +50,8 @@ import attrs
 import trio
 from quart import request
 
-from lumiku.convert import decode_json
 from lumiku.errors import ClientError, FieldError, ValidationFailed
-from lumiku.http.bodies import is_json_type
+from lumiku.http.bodies import decode_body, is_json_type
 from lumiku.jobs.submit import KEY_MAX
 
 if TYPE_CHECKING:
@@ -132,7 +131,7 @@ async def _canonical_body() -> dict[str, Any]:
     raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
     if is_json_type(content_type):
         try:
-            return {"json": decode_json(raw)}
+            return {"json": await decode_body(raw)}
         except ClientError:
             pass  # hashed raw below; the route refuses the body (INVALID_JSON, VALIDATION_ERROR)
     return {"media_type": mime, "sha256": hashlib.sha256(raw).hexdigest()}

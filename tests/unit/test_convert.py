@@ -213,3 +213,46 @@ def test_bodies_that_are_not_utf8_json_are_not_json(raw: bytes) -> None:
 )
 def test_text_problem(value: str, one_line: bool, problem: str | None) -> None:
     assert text_problem(value, one_line=one_line) == problem
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b'{"a": "x\x7fy"}', "must not contain control characters (it holds U+007F)"),
+        (b'{"a": "x\xc2\x85y"}', "must not contain control characters (it holds U+0085)"),
+        (b'{"a": "x\\by"}', "must not contain control characters (it holds U+0008)"),
+        (b'{"a": "x\\fy"}', "must not contain control characters (it holds U+000C)"),
+        (b'{"a": "x\\u001Fy"}', "must not contain control characters (it holds U+001F)"),
+        (b'{"a": "x\\uDBFFy"}', "must be valid Unicode text (it holds a lone surrogate, U+DBFF)"),
+    ],
+)
+def test_raw_and_short_escaped_controls_are_caught_too(raw: bytes, message: str) -> None:
+    assert refused_fields(raw) == [("a", message)]
+
+
+def test_a_str_with_a_raw_surrogate_is_refused() -> None:
+    # Websocket frames arrive as str; one built in-process may hold a surrogate.
+    assert refused_fields('{"a": "x\ud800"}') == [
+        ("a", "must be valid Unicode text (it holds a lone surrogate, U+D800)")
+    ]
+
+
+def test_what_only_looks_suspicious_passes() -> None:
+    # An escaped backslash before "u0000", a digit run inside a string, an escaped emoji.
+    raw = r'{"a": "\\u0000 and \\b", "b": "12345678901234567890", "c": "\ud83d\ude00"}'
+    assert decode_json(raw) == {"a": "\\u0000 and \\b", "b": "12345678901234567890", "c": "😀"}
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    raw = json.dumps({"a": "[" * 1000 + "{" * 1000, "b": ["x]", "\\[", '"]']})
+    assert decode_json(raw)["a"].startswith("[[[")
+
+
+def test_many_shallow_containers_pass() -> None:
+    assert len(decode_json("[" + ",".join(['{"a": [1, {"b": []}]}'] * 5000) + "]")) == 5000
+
+
+def test_a_4000_digit_integer_is_converted_then_refused() -> None:
+    assert refused_fields("[1, " + "9" * 4000 + "]") == [
+        ("1", f"must be an integer between {INT_MIN} and {INT_MAX}")
+    ]

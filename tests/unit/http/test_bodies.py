@@ -9,7 +9,13 @@ import attrs
 import pytest
 from quart_trio import QuartTrio
 
-from lumiku.http.bodies import query_int, read_body, read_json, refuse_bad_parameters
+from lumiku.http.bodies import (
+    DECODE_IN_THREAD_ABOVE_BYTES,
+    query_int,
+    read_body,
+    read_json,
+    refuse_bad_parameters,
+)
 from lumiku.http.problems import register_error_handlers
 
 
@@ -54,6 +60,14 @@ async def post(path: str, raw: bytes) -> Any:
 async def test_a_strict_json_body_passes() -> None:
     response = await post("/json", '{"a": "é\\n", "n": [1, 2.5, null, true]}'.encode())
     assert (await response.get_json()) == {"body": {"a": "é\n", "n": [1, 2.5, None, True]}}
+
+
+async def test_a_large_body_is_decoded_off_the_event_loop_with_the_same_rules() -> None:
+    items = ",".join(['"item"'] * (DECODE_IN_THREAD_ABOVE_BYTES // 7))
+    response = await post("/json", f'{{"a": [{items}]}}'.encode())
+    assert len((await response.get_json())["body"]["a"]) == DECODE_IN_THREAD_ABOVE_BYTES // 7
+    body = await problem(await post("/json", f'{{"a": [{items}, "\\u0000"]}}'.encode()))
+    assert [e["field"] for e in body["errors"]] == [f"a.{DECODE_IN_THREAD_ABOVE_BYTES // 7}"]
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final, TypeVar, get_origin
 
 import attrs
@@ -206,10 +207,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _join(path: str, name: object) -> str:
-    return f"{path}.{name}" if path else str(name)
-
-
 def _scalar_problem(value: object) -> str | None:
     if isinstance(value, str):
         return None if _BAD_TEXT.search(value) is None else text_problem(value)
@@ -221,37 +218,38 @@ def _scalar_problem(value: object) -> str | None:
 
 
 def _check(value: Any) -> None:
-    """Walk a decoded value (iteratively, a path built only where needed); ValidationFailed
-    naming up to `MAX_PROBLEMS` bad strings, keys and numbers."""
+    """Walk a decoded value breadth first (iteratively; a path is built only for a nested
+    container or a problem); ValidationFailed naming up to `MAX_PROBLEMS` bad strings,
+    keys and numbers."""
     problems: dict[str, str] = {}
     why = _scalar_problem(value)
     if why is not None:
         problems["body"] = why
-    stack: list[tuple[Any, str]] = [(value, "")] if isinstance(value, dict | list) else []
-    while stack and len(problems) < MAX_PROBLEMS:
-        container, path = stack.pop()
+    queue: deque[tuple[Any, str]] = deque()
+    if isinstance(value, dict | list):
+        queue.append((value, ""))
+    while queue and len(problems) < MAX_PROBLEMS:
+        container, path = queue.popleft()
+        prefix = f"{path}." if path else ""
         if isinstance(container, dict):
             if _BAD_TEXT.search("".join(container)) is not None:  # one scan for all keys
                 for key in container:
                     why = text_problem(key)
                     if why is not None:
-                        problems.setdefault(_join(path, printable(key)), f"field name {why}")
+                        problems.setdefault(prefix + printable(key), f"field name {why}")
             children: Any = container.items()
         else:
             children = enumerate(container)
-        nested = []
         for key, child in children:
             if isinstance(child, dict | list):
-                nested.append((child, key))
+                if child:
+                    name = printable(key) if isinstance(key, str) else str(key)
+                    queue.append((child, prefix + name))
                 continue
             why = _scalar_problem(child)
             if why is not None:
-                name = printable(key) if isinstance(key, str) else key
-                problems.setdefault(_join(path, name), why)
-        stack.extend(
-            (child, _join(path, printable(key) if isinstance(key, str) else key))
-            for child, key in reversed(nested)
-        )
+                name = printable(key) if isinstance(key, str) else str(key)
+                problems.setdefault(prefix + name, why)
     if problems:
         raise ValidationFailed([FieldError(f, m) for f, m in list(problems.items())[:MAX_PROBLEMS]])
 

@@ -37,7 +37,7 @@ from lumiku.apps.avatar_creator import requests as avatar_requests
 from lumiku.apps.avatar_creator.app import make_app as make_avatar_creator
 from lumiku.apps.pose_generator import requests as pose_requests
 from lumiku.apps.pose_generator.app import make_app as make_pose_generator
-from lumiku.apps.registry import Registry
+from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
 from lumiku.credits.grants import GRANT_MAX
 from lumiku.db.queries import Query
 from lumiku.supervisor import open_deps
@@ -592,4 +592,36 @@ async def test_websocket_messages_decode_as_strictly_as_bodies(tmp_path: Path) -
                 assert json.loads(await ws.receive())["code"] == code, message
             await ws.send('{"type":"ping"}')
             assert json.loads(await ws.receive()) == {"type": "pong"}
+        assert "unhandled_exception" not in service.log_text()
+
+
+async def test_an_sse_resume_point_of_any_length_is_a_400(tmp_path: Path) -> None:
+    """`Last-Event-ID` / `?last_event_id=`: digits beyond an int64, or digits int() would
+    take but ASCII does not have, are refused (10**5000 was a 500)."""
+
+    async def nothing(ctx: JobContext) -> Outcome:
+        return Outcome({})
+
+    registry = Registry([App("demo", "Demo", kinds=(JobKind("demo.nothing", nothing),))])
+    with trio.fail_after(60):
+        async with running_service(make_settings(tmp_path), apps=registry) as service:
+            user = await register(service.client, "sse@example.com")
+            submitted = await service.client.post(
+                "/api/_test/jobs",
+                json={"app": "demo", "kind": "demo.nothing"},
+                headers=bearer(user["token"]),
+            )
+            assert submitted.status_code == 202, submitted.text
+            events = f"/api/jobs/{submitted.json()['job']['id']}/events"
+            for headers, query in [
+                ({"Last-Event-ID": "9" * 5000}, ""),
+                ({"Last-Event-ID": "9" * 19}, ""),  # past int64
+                ({}, "?last_event_id=%C2%B2"),  # "²": str.isdigit() says yes, int() no
+                ({}, f"?last_event_id={HUGE}"),
+            ]:
+                response = await service.client.get(
+                    events + query, headers={**bearer(user["token"]), **headers}
+                )
+                assert response.status_code == 400, response.text
+                assert response.json()["code"] == "VALIDATION_ERROR"
         assert "unhandled_exception" not in service.log_text()

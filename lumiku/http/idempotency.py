@@ -23,8 +23,9 @@ JSON document (version `HASH_VERSION`) of
 - the body, by its content type:
   - JSON (`application/json`, `application/*+json`): the parsed value serialized with
     sorted keys and no insignificant whitespace, so key order, spacing and escapes
-    (`"\\u00e9"` vs `"é"`) do not matter. A body that does not parse is hashed raw (the
-    route refuses it with 400 INVALID_JSON anyway, before any key is stored);
+    (`"\\u00e9"` vs `"é"`) do not matter. A body the strict decoder refuses
+    (`lumiku.convert.decode_json`) is hashed raw (the route refuses it with 400
+    INVALID_JSON or VALIDATION_ERROR anyway, before any key is stored);
   - forms (`multipart/form-data`, `application/x-www-form-urlencoded`): the parsed fields
     by name, and per file its field, file name, content type and the sha256 of its bytes —
     not the raw bytes, whose multipart boundary is random per request, so a retried upload

@@ -390,7 +390,7 @@ class Backend:
         )
 
 
-async def _ok(response: httpx.Response, status: int) -> dict[str, Any]:
+def _ok(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -404,17 +404,17 @@ async def prepare(service: Service) -> Backend:
     token = owner["token"]
     async with open_deps(service.settings, migrate=False) as deps:
         await create_user(deps, email="admin@example.com", password=STRONG_PASSWORD, role="admin")
-    admin = await _ok(
+    admin = _ok(
         await client.post(
             "/api/auth/login", json={"email": "admin@example.com", "password": STRONG_PASSWORD}
         ),
         200,
     )
-    project = await _ok(
+    project = _ok(
         await client.post(f"{AVATAR}/projects", json={"name": "Team"}, headers=bearer(token)), 201
     )
     avatar_project = project["project"]["id"]
-    uploaded = await _ok(
+    uploaded = _ok(
         await client.post(
             f"{AVATAR}/projects/{avatar_project}/avatars/upload",
             files={"image": ("me.png", png(), "image/png")},
@@ -424,14 +424,14 @@ async def prepare(service: Service) -> Backend:
         201,
     )
     avatar = uploaded["avatar"]["id"]
-    pose_project = await _ok(
+    pose_project = _ok(
         await client.post(
             f"{POSE}/projects", json={"name": "Shoot", "avatar_id": avatar}, headers=bearer(token)
         ),
         201,
     )
-    presets = await _ok(await client.get(f"{AVATAR}/presets"), 200)
-    poses = await _ok(await client.get(f"{POSE}/library?limit=1"), 200)
+    presets = _ok(await client.get(f"{AVATAR}/presets"), 200)
+    poses = _ok(await client.get(f"{POSE}/library?limit=1"), 200)
     ids = Ids(
         avatar_project,
         pose_project["project"]["id"],
@@ -467,10 +467,10 @@ async def _show_templates_valid(backend: Backend) -> None:
                 json={**template.body, "email": "spare2@example.com"},
                 headers=bearer(spare["token"]),
             )
-            await _ok(response, 200)
+            _ok(response, 200)
             continue
         if template.name == "register":
-            await _ok(
+            _ok(
                 await client.post(
                     template.path, json={**template.body, "email": "template@example.com"}
                 ),

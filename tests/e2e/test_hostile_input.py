@@ -3,7 +3,8 @@
 
 A corpus of bodies built from valid templates of every JSON route that stores something —
 register, login, profile update, both apps' project create and update and generate,
-from-preset, pose requests, the admin grant — each with one hostile part: a lone
+from-preset, pose requests, payment create (payments on, Duitku never reached), the admin
+grant — each with one hostile part: a lone
 surrogate or a control character in every string field (list items and field names
 included), integers of 10**5000, past int64 and past the field's documented range, `1e999`,
 NaN and Infinity, a duplicate key, 100 000-deep nesting; plus control characters and huge
@@ -38,8 +39,10 @@ from lumiku.apps.avatar_creator.app import make_app as make_avatar_creator
 from lumiku.apps.pose_generator import requests as pose_requests
 from lumiku.apps.pose_generator.app import make_app as make_pose_generator
 from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.convert import structure
 from lumiku.credits.grants import GRANT_MAX
 from lumiku.db.queries import Query
+from lumiku.payments import routes as payment_routes
 from lumiku.supervisor import open_deps
 from tests.e2e.harness import (
     STRONG_PASSWORD,
@@ -100,6 +103,7 @@ class Ids:
     avatar: str
     preset: str
     pose: str
+    package: str
 
 
 def templates(ids: Ids | None) -> list[Template]:
@@ -108,6 +112,7 @@ def templates(ids: Ids | None) -> list[Template]:
     pose_project = ids.pose_project if ids else "00000000-0000-4000-8000-000000000001"
     preset = ids.preset if ids else "preset"
     pose = ids.pose if ids else "pose"
+    package = ids.package if ids else "package"
     project = {"name": "Team Blue", "description": "Our team\nand friends"}
     pose_base = {"project_id": pose_project, "output_formats": ["original", "tiktok"]}
     return [
@@ -254,6 +259,13 @@ def templates(ids: Ids | None) -> list[Template]:
                 "description": "A handstand against a wall",
                 "reference_image_url": "https://example.com/handstand.png",
             },
+        ),
+        Template(
+            "payment-create",
+            "POST",
+            "/api/payment/duitku/create",
+            "owner",
+            {"package_id": package, "payment_method": "VC"},
         ),
         Template(
             "admin-grant",
@@ -432,12 +444,14 @@ async def prepare(service: Service) -> Backend:
     )
     presets = _ok(await client.get(f"{AVATAR}/presets"), 200)
     poses = _ok(await client.get(f"{POSE}/library?limit=1"), 200)
+    packages = _ok(await client.get("/api/payment/packages"), 200)
     ids = Ids(
         avatar_project,
         pose_project["project"]["id"],
         avatar,
         presets["presets"][0]["id"],
         poses["poses"][0]["id"],
+        packages["packages"][0]["id"],
     )
     backend = Backend(service, ids, {"owner": token, "admin": admin["token"]})
     await _show_templates_valid(backend)
@@ -450,6 +464,8 @@ VALIDATORS: dict[str, Callable[[Any], object]] = {
     "pose-generate-gallery": pose_requests.validate_generate,
     "pose-generate-text": pose_requests.validate_generate,
     "pose-generate-upload": pose_requests.validate_generate,
+    # Sending it would call Duitku (here: nothing listens) and store a failed payment.
+    "payment-create": lambda body: structure(body, payment_routes.CreateBody),
 }
 
 
@@ -519,6 +535,12 @@ async def backends(
                 "LUMIKU_DATABASE_URL": url,
                 "LUMIKU_STORAGE_PATH": str(tmp_path / name / "files"),
                 "LUMIKU_RATELIMIT_ENABLED": "false",  # hundreds of logins and registrations
+                "LUMIKU_PAYMENTS_ENABLED": "true",
+                "LUMIKU_DUITKU_MERCHANT_CODE": "D0001",
+                "LUMIKU_DUITKU_API_KEY": "not-a-real-key",
+                "LUMIKU_DUITKU_BASE_URL": "http://127.0.0.1:9",  # never called: all refused
+                "LUMIKU_DUITKU_CALLBACK_URL": "https://api.example.test/api/payment/duitku/callback",
+                "LUMIKU_DUITKU_RETURN_URL": "https://app.example.test/paid",
             }
             settings = make_settings(tmp_path / name, env)
             service = await stack.enter_async_context(

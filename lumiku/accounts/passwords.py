@@ -1,9 +1,11 @@
 """The password policy (SPEC §4) and argon2id hashing, always off the event loop.
 
 Policy: 12–128 characters, at least 3 of the 4 classes (lower, upper, digit, symbol), no
-run of 3 identical characters, and neither the password nor its core (stripped of leading
-and trailing digits and symbols, so "Password2024!" counts as "password") in the bundled
-list of common passwords. Every violated rule is reported at once.
+run of 3 identical characters, no control character (TAB and newlines included: they
+are typing accidents, and a password must be typed again), and neither the password nor
+its core (stripped of leading and trailing digits and symbols, so "Password2024!" counts
+as "password") in the bundled list of common passwords. Every violated rule is reported
+at once. Logging in checks no policy: a password set before a rule existed still works.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import attrs
 import trio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from lumiku.convert import text_problem
 
 if TYPE_CHECKING:
     from lumiku.config import AuthSettings
@@ -61,6 +65,9 @@ def policy_violations(password: str) -> list[str]:
         problems.append("must mix at least 3 of: lower-case, upper-case, digits, symbols")
     if _RUN_OF_THREE.search(password):
         problems.append("must not repeat a character 3 times in a row")
+    bad_text = text_problem(password, one_line=True)
+    if bad_text is not None:
+        problems.append(bad_text)
     lowered = password.lower()
     if lowered in common_passwords() or _EDGES.sub("", lowered) in common_passwords():
         problems.append("is too common")

@@ -19,6 +19,7 @@ import attrs
 
 from lumiku.accounts import tokens
 from lumiku.accounts.passwords import policy_violations
+from lumiku.convert import text_problem
 from lumiku.credits import ledger
 from lumiku.db.queries import load_queries
 from lumiku.errors import (
@@ -96,13 +97,21 @@ def normalize_email(email: str) -> str:
 
 
 def _email_problems(email: str) -> list[FieldError]:
+    """An email is one line: no whitespace, no control character, no lone surrogate."""
+    bad_text = text_problem(email, one_line=True)
+    if bad_text is not None:
+        return [FieldError("email", bad_text)]
     if len(email) > EMAIL_MAX or not _EMAIL.match(email):
         return [FieldError("email", "must be a valid email address")]
     return []
 
 
 def _clean_name(name: str | None) -> tuple[str, list[FieldError]]:
+    """The name with whitespace (TAB and newlines included) collapsed to single spaces."""
     cleaned = " ".join((name or "").split())
+    bad_text = text_problem(cleaned)
+    if bad_text is not None:
+        return cleaned, [FieldError("name", bad_text)]
     if len(cleaned) > NAME_MAX:
         return cleaned, [FieldError("name", f"must be at most {NAME_MAX} characters")]
     return cleaned, []

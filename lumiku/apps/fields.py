@@ -6,15 +6,17 @@ rules here then check values and collect every problem in
 a `Problems`, which raises one `ValidationFailed` with at most one `FieldError` per field.
 
 Text is cleaned before it is measured: surrounding whitespace trimmed, inner runs of
-whitespace (newlines, tabs) collapsed to one space. Control characters that survive that
-(NUL and friends, which PostgreSQL would refuse) are an error, not silently dropped.
+whitespace (newlines, tabs) collapsed to one space, so a name or a prompt sent with TAB, LF
+or CR is stored on one line. Control characters that survive that (NUL and friends, which
+PostgreSQL would refuse and SQLite would store) and lone surrogates (which neither can
+encode) are an error, not silently dropped. A JSON body never gets this far with them
+(`lumiku.convert.decode_json` refuses them at the edge); form fields and direct callers do.
 """
 
 from __future__ import annotations
 
 import re
 import typing
-import unicodedata
 import uuid
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -93,10 +95,6 @@ def clean(value: str) -> str:
     return " ".join(value.split())
 
 
-def _has_control(value: str) -> bool:
-    return any(unicodedata.category(c) == "Cc" for c in value)
-
-
 def text(
     problems: Problems,
     field: str,
@@ -114,8 +112,9 @@ def text(
     cleaned = clean(value)
     if not cleaned and not required:
         return None
-    if _has_control(cleaned):
-        problems.add(field, "must not contain control characters")
+    why = convert.text_problem(cleaned)
+    if why is not None:
+        problems.add(field, why)
     elif len(cleaned) < min_chars:
         problems.add(
             field,

@@ -11,6 +11,7 @@ from lumiku.accounts import routes as accounts_routes
 from lumiku.apps import routes as apps_routes
 from lumiku.credits import routes as credits_routes
 from lumiku.http import files, health, metrics, openapi, sse, ws
+from lumiku.http.bodies import refuse_bad_parameters
 from lumiku.http.context import DEPS_KEY
 from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
@@ -46,6 +47,7 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
     app.before_request(_record_route)
     app.before_request(apps_routes.gate_disabled_apps)
     app.teardown_request(close_spooled_uploads)  # uploads' temporary files
+    app.before_request(refuse_bad_parameters)  # no control character reaches a route
     app.register_blueprint(health.blueprint)
     app.register_blueprint(ws.blueprint)
     app.register_blueprint(accounts_routes.blueprint)

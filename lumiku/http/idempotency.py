@@ -23,8 +23,9 @@ JSON document (version `HASH_VERSION`) of
 - the body, by its content type:
   - JSON (`application/json`, `application/*+json`): the parsed value serialized with
     sorted keys and no insignificant whitespace, so key order, spacing and escapes
-    (`"\\u00e9"` vs `"é"`) do not matter. A body that does not parse is hashed raw (the
-    route refuses it with 400 INVALID_JSON anyway, before any key is stored);
+    (`"\\u00e9"` vs `"é"`) do not matter. A body the strict decoder refuses
+    (`lumiku.convert.decode_json`) is hashed raw (the route refuses it with 400
+    INVALID_JSON or VALIDATION_ERROR anyway, before any key is stored);
   - forms (`multipart/form-data`, `application/x-www-form-urlencoded`): the parsed fields
     by name, and per file its field, file name, content type and the sha256 of its bytes —
     not the raw bytes, whose multipart boundary is random per request, so a retried upload
@@ -50,8 +51,8 @@ import attrs
 import trio
 from quart import request
 
-from lumiku.errors import FieldError, ValidationFailed
-from lumiku.http.bodies import is_json_type
+from lumiku.errors import ClientError, FieldError, ValidationFailed
+from lumiku.http.bodies import decode_body, is_json_type
 from lumiku.jobs.submit import KEY_MAX
 
 if TYPE_CHECKING:
@@ -131,9 +132,9 @@ async def _canonical_body() -> dict[str, Any]:
     raw = await request.get_data(cache=True, as_text=False, parse_form_data=False)
     if is_json_type(content_type):
         try:
-            return {"json": json.loads(raw)}
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            pass  # hashed raw below; the route answers INVALID_JSON
+            return {"json": await decode_body(raw)}
+        except ClientError:
+            pass  # hashed raw below; the route refuses the body (INVALID_JSON, VALIDATION_ERROR)
     return {"media_type": mime, "sha256": hashlib.sha256(raw).hexdigest()}
 
 

@@ -222,7 +222,8 @@ def _problem(description: str, **headers: Schema) -> Resp:
 def _implied(path: str, op: Op) -> list[tuple[int, Resp]]:
     """The error responses an entry's declarations imply (see `openapi_ops`)."""
     implied: list[tuple[int, Resp]] = []
-    if op.body is not None or op.query or op.idempotent:
+    if op.body is not None or op.query or op.idempotent or _PATH_PARAM.search(path):
+        # path parameters too: one holding a control character is refused before the route
         implied.append((400, _problem("VALIDATION_ERROR (with `errors`) or INVALID_JSON")))
     if op.auth is not None:
         implied.append((401, _problem("UNAUTHORIZED: missing, invalid or expired token")))

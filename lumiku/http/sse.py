@@ -49,7 +49,7 @@ def _frame(event: events.Event, *, with_id: bool = True) -> bytes:
 
 def _last_event_id() -> int:
     raw = request.headers.get("Last-Event-ID") or request.args.get("last_event_id") or "0"
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):  # "²", 10**5000: no int()
         raise ValidationFailed([FieldError("Last-Event-ID", "must be a non-negative integer")])
     return int(raw)
 

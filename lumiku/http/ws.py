@@ -20,7 +20,8 @@ from quart import Blueprint, websocket
 from lumiku import events
 from lumiku.accounts.service import User, authenticate
 from lumiku.accounts.tokens import bearer
-from lumiku.errors import NotFound, Unauthorized
+from lumiku.convert import decode_json
+from lumiku.errors import InvalidJson, NotFound, Unauthorized, ValidationFailed
 from lumiku.http.auth import is_admin
 from lumiku.http.context import current_deps
 from lumiku.jobs import announce
@@ -113,9 +114,11 @@ def _parse(message: Any) -> dict[str, Any] | str:
     if isinstance(message, bytes):
         return _error("UNSUPPORTED_FRAME", "Send JSON text frames.")
     try:
-        data = json.loads(message)
-    except (json.JSONDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
+        data = decode_json(message)  # strict, as request bodies (lumiku.convert)
+    except InvalidJson:
         return _error("INVALID_JSON", "The message is not valid JSON.")
+    except ValidationFailed as exc:
+        return _error("VALIDATION_ERROR", "; ".join(f"{e.field} {e.message}" for e in exc.errors))
     if not isinstance(data, dict):
         return _error("UNKNOWN_MESSAGE_TYPE", "Expected a JSON object with a type.")
     return data
@@ -131,8 +134,8 @@ async def _first_message_token() -> str | None:
     """The token of a first `{"type":"auth","token":...}` message, else None."""
     message = await websocket.receive()
     try:
-        data = json.loads(message) if isinstance(message, str) else None
-    except (json.JSONDecodeError, RecursionError):
+        data = decode_json(message) if isinstance(message, str) else None
+    except (InvalidJson, ValidationFailed):
         return None
     if isinstance(data, dict) and data.get("type") == "auth" and isinstance(data.get("token"), str):
         token: str = data["token"]

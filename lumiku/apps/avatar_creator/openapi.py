@@ -8,7 +8,15 @@ from typing import Final
 from lumiku.apps import fields
 from lumiku.apps.avatar_creator import persona, presets, requests
 from lumiku.apps.avatar_creator.routes import PREFIX
-from lumiku.http.openapi_ops import IMAGE_PART, PAGE_QUERY, Op, json_body, multipart, ok
+from lumiku.http.openapi_ops import (
+    IMAGE_PART,
+    PAGE_QUERY,
+    Op,
+    json_body,
+    multipart,
+    ok,
+    problem,
+)
 from lumiku.http.openapi_schemas import (
     BOOLEAN,
     CURSOR,
@@ -154,6 +162,7 @@ OPERATIONS: Final[dict[str, Op]] = {
                 obj({"avatar": AVATAR, "credit_used": INTEGER, "credit_balance": INTEGER}),
                 "Stored and charged",
             ),
+            402: problem("INSUFFICIENT_CREDITS (with required and available)"),
         },
     ),
     f"POST {PREFIX}/projects/{{project_id}}/avatars/generate": Op(
@@ -182,7 +191,10 @@ OPERATIONS: Final[dict[str, Op]] = {
                 "height": 1024,
             },
         ),
-        responses={202: ok(SUBMITTED, "Queued and charged")},
+        responses={
+            202: ok(SUBMITTED, "Queued and charged"),
+            402: problem("INSUFFICIENT_CREDITS (with required and available)"),
+        },
     ),
     f"POST {PREFIX}/projects/{{project_id}}/avatars/from-preset": Op(
         "Generate an avatar from a bundled preset (8 credits): a job",
@@ -195,7 +207,10 @@ OPERATIONS: Final[dict[str, Op]] = {
             rules={"custom_name": text(f"0–{fields.NAME_MAX}")},
             example={"preset_id": presets.list_presets(None)[0].id, "custom_name": "Budi"},
         ),
-        responses={202: ok(SUBMITTED, "Queued and charged")},
+        responses={
+            202: ok(SUBMITTED, "Queued and charged"),
+            402: problem("INSUFFICIENT_CREDITS (with required and available)"),
+        },
     ),
     f"GET {PREFIX}/generations/{{generation_id}}": Op(
         "A generation with its progress and, once made, its avatar",

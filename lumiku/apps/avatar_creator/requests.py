@@ -34,6 +34,8 @@ SIZE_MAX: Final = 2048
 SIZE_DEFAULT: Final = 1024
 SEED_MAX: Final = 2**31 - 1
 SOURCE_TYPES: Final = ("text_to_image", "from_preset", "upload")
+_AGE_DIGITS_MAX: Final = len(str(rules.PERSONA_AGE_MAX))
+_AGE_RANGE: Final = f"must be between {rules.PERSONA_AGE_MIN} and {rules.PERSONA_AGE_MAX}"
 
 _PERSONA_FIELDS: Final = (
     "persona_name",
@@ -286,8 +288,11 @@ def validate_upload_fields(form: Mapping[str, str]) -> AvatarFields:
     age = None
     raw_age = form.get("persona_age", "").strip()
     if raw_age:
-        if raw_age.isdigit() and raw_age.isascii():
-            age = int(raw_age)
+        digits = raw_age.lstrip("0") or "0"
+        if raw_age.isdigit() and raw_age.isascii() and len(digits) <= _AGE_DIGITS_MAX:
+            age = int(digits)
+        elif raw_age.isdigit() and raw_age.isascii():  # never converted: 10**5000 would fail
+            problems.add("persona_age", _AGE_RANGE)
         else:
             problems.add("persona_age", "must be a whole number")
     raw_traits = form.get("persona_personality")

@@ -21,6 +21,13 @@ from lumiku.config import AuthSettings
         ("Abcdefghijk1111", ["must not repeat a character 3 times in a row"]),
         ("Password2024!", ["is too common"]),
         ("!!Qwertyuiop99", ["is too common"]),
+        ("Tr0ub4dor&3\txyz", ["must not contain control characters (it holds U+0009)"]),
+        ("Tr0ub4dor&3xyz\n", ["must not contain control characters (it holds U+000A)"]),
+        ("Tr0ub4dor&3\x00xyz", ["must not contain control characters (it holds U+0000)"]),
+        (
+            "Tr0ub4dor&3\ud800xyz",
+            ["must be valid Unicode text (it holds a lone surrogate, U+D800)"],
+        ),
     ],
 )
 def test_policy(password: str, expected: list[str]) -> None:

@@ -264,3 +264,26 @@ def test_the_prompt_is_deterministic_and_capped_keeping_the_request_whole() -> N
     assert prompt.endswith(request + ".")
     assert prompt.startswith("Portrait of NNN")
     assert "…" in prompt
+
+
+@pytest.mark.parametrize("bad", ["\ud800", "\x00", "\x1b", "\x7f", "\x9f"])
+def test_bad_text_is_refused_even_when_it_did_not_come_through_json(bad: str) -> None:
+    # JSON bodies are refused at the edge; forms and direct callers meet the same rule here.
+    assert failing_fields(rq.validate_project_create, {"name": f"Team{bad}"}) == ["name"]
+    assert failing_fields(rq.validate_generate, body(prompt=f"{PROMPT}{bad}")) == ["prompt"]
+    form = {"name": "Me", "persona_personality": f"warm, ki{bad}nd"}
+    assert failing_fields(rq.validate_upload_fields, form) == ["persona_personality.1"]
+
+
+def test_newlines_and_tabs_in_text_are_collapsed_not_refused() -> None:
+    project = rq.validate_project_create({"name": "Team\n\tBlue\r\n", "description": "a\nb"})
+    assert (project.name, project.description) == ("Team Blue", "a b")
+
+
+def test_an_upload_age_of_any_length_is_a_range_error_not_a_crash() -> None:
+    for raw, age in [("0030", 30), ("0" * 5000 + "7", 7), ("9" * 5000, None), ("1000", None)]:
+        form = {"name": "Me", "persona_age": raw}
+        if age is not None:
+            assert rq.validate_upload_fields(form).persona.age == age
+        else:
+            assert failing_fields(rq.validate_upload_fields, form) == ["persona_age"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -53,6 +54,11 @@ def test_any_other_text_is_refused_or_names_a_valid_id(text: str) -> None:
 )
 def test_cursors_naming_no_entry_id_are_refused(text: str) -> None:
     assert _decoded(text) == ["cursor"]
+
+
+def test_a_cursor_of_thousands_of_digits_is_refused_not_converted() -> None:
+    for digits in ("9" * 5000, "0" * 30 + "1"):
+        assert _decoded(base64.urlsafe_b64encode(digits.encode()).decode()) == ["cursor"]
 
 
 def test_the_default_policy_covers_both_apps() -> None:

@@ -213,3 +213,43 @@ async def test_a_redis_that_never_answers_times_out_as_unavailable() -> None:
                 await RedisCounters(redis, timeout_s=0.3).hit("k", 30)
             assert trio.current_time() - started < 2
         nursery.cancel_scope.cancel()
+
+
+async def test_silent_redis_fails_login_closed_within_the_limiter_timeout(
+    tmp_path: Path, redis_proxy: tuple[TcpProxy, str]
+) -> None:
+    """Redis dropped (silence, not a reset): every login, sequential or concurrent, answers
+    503 RATE_LIMITER_UNAVAILABLE within the limiter's timeout; none is let through, not
+    even one whose call was pending when the drop began. Counted again after the restore."""
+    proxy, redis_url = redis_proxy
+    settings = make_settings(
+        tmp_path, {"LUMIKU_REDIS_URL": redis_url, "LUMIKU_REDIS_COMMAND_TIMEOUT_S": "0.5"}
+    )
+    with trio.fail_after(30):
+        async with serving(settings) as client:
+            assert (await client.post("/api/_rl/login")).status_code == 200
+            proxy.drop()
+            answers: list[httpx.Response] = []
+
+            async def login() -> None:
+                with trio.fail_after(0.5 + 2):  # the limiter's timeout, and slack
+                    answers.append(await client.post("/api/_rl/login"))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(8):
+                    nursery.start_soon(login)
+            await login()
+            assert [r.status_code for r in answers] == [503] * 9
+            assert {r.json()["code"] for r in answers} == {"RATE_LIMITER_UNAVAILABLE"}
+            opened = await client.get("/api/_rl/health")  # a fail-open rule
+            assert opened.status_code == 200
+
+            proxy.bring_up()
+            while "RateLimit-Limit" not in (await client.get("/api/_rl/health")).headers:
+                await trio.sleep(0.05)
+            # Counted again. Hits sent into the silent connection before the first timeout
+            # reach Redis when the path heals (as retransmitted data does after a
+            # partition), so this window may already be full: a 429, never a 503.
+            back = await client.post("/api/_rl/login")
+            assert back.status_code in (200, 429)
+            assert limits(back)[0] == "5"

@@ -105,6 +105,20 @@ async def _run(conn: Any, mode: _Mode, sql: str, args: Sequence[Any]) -> Any:
     return _count(await conn.execute(sql, *args))
 
 
+def _terminate(conn: Any) -> None:
+    """Close a pooled connection at once (no round trip). A connection the pool already
+    took back after losing it is detached from its proxy: nothing left to do then."""
+    with suppress(asyncpg.InterfaceError):
+        conn.terminate()
+
+
+def _is_closed(conn: Any) -> bool:
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:  # detached: the pool took it back after it was lost
+        return True
+
+
 def _leaves_connection_broken(exc: BaseException) -> bool:
     """Whether `exc`, raised during a round trip, may leave the connection unusable: a
     cancellation or timeout mid-protocol, a network or driver error, or the server saying it
@@ -123,9 +137,9 @@ async def _rollback(conn: Any, transaction: Any) -> None:
     try:
         await asyncio.wait_for(transaction.rollback(), ROLLBACK_TIMEOUT_S)
     except Exception:
-        conn.terminate()  # the error that led here matters more than this one
+        _terminate(conn)  # the error that led here matters more than this one
     except BaseException:
-        conn.terminate()
+        _terminate(conn)
         raise
 
 
@@ -135,7 +149,7 @@ async def _run_pooled(pool: Any, mode: _Mode, sql: str, args: Sequence[Any]) -> 
         return await _run(conn, mode, sql, args)
     except BaseException as exc:
         if _leaves_connection_broken(exc):
-            conn.terminate()
+            _terminate(conn)
         raise
     finally:
         await pool.release(conn, timeout=CLEANUP_TIMEOUT_S)
@@ -159,7 +173,7 @@ async def _run_in_tx(state: _TxState, pool: Any, mode: _Mode, sql: str, args: Se
         return await _run(state.conn, mode, sql, args)
     except BaseException as exc:
         if _leaves_connection_broken(exc):
-            state.conn.terminate()
+            _terminate(state.conn)
         raise
 
 
@@ -171,7 +185,7 @@ async def _finish_tx(state: _TxState, pool: Any, commit: bool) -> None:
     try:
         if transaction is not None and commit:
             await transaction.commit()
-        elif transaction is not None and not conn.is_closed():
+        elif transaction is not None and not _is_closed(conn):
             await _rollback(conn, transaction)
     except BaseException as exc:
         # A failed COMMIT (a deferred constraint) leaves a usable connection; anything
@@ -179,7 +193,7 @@ async def _finish_tx(state: _TxState, pool: Any, commit: bool) -> None:
         if not (commit and isinstance(exc, asyncpg.PostgresError)) or _leaves_connection_broken(
             exc
         ):
-            conn.terminate()
+            _terminate(conn)
         raise
     finally:
         await pool.release(conn, timeout=CLEANUP_TIMEOUT_S)
@@ -236,7 +250,10 @@ def map_error(exc: BaseException, secrets: Sequence[str] = ()) -> DatabaseError:
     if (
         isinstance(exc, OSError | TimeoutError)
         or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
-        or (isinstance(exc, asyncpg.InterfaceError) and "closed" in message)
+        or (
+            isinstance(exc, asyncpg.InterfaceError)
+            and ("closed" in message or "closing" in message)
+        )
     ):
         return Unavailable(message)
     return DatabaseError(message)
@@ -299,8 +316,8 @@ async def _run_unit(
         return result
     except BaseException as exc:
         if _leaves_connection_broken(exc):
-            conn.terminate()
-        elif transaction is not None and not conn.is_closed() and conn.is_in_transaction():
+            _terminate(conn)
+        elif transaction is not None and not _is_closed(conn) and conn.is_in_transaction():
             await _rollback(conn, transaction)
         raise
     finally:

@@ -5,10 +5,10 @@ become problems with a stable upper-case `code`. A dependency outage is a proble
 mapped here so no route needs to know: the database's `Unavailable` → 503
 `DATABASE_UNAVAILABLE`, `RedisUnavailable` (a Redis-backed feature with no degraded
 behaviour of its own) → 503 `SERVICE_UNAVAILABLE`, both with `Retry-After` and logged as
-`http.dependency_unavailable` (at most once a second per dependency). An exception group
-whose every member is one of these (or a `ClientError`) is answered as its first outage.
-Anything else is logged with its traceback and answered 500 `INTERNAL` with the request id
-and nothing else: a 500 is always our own bug.
+`http.dependency_unavailable` (at most once a second per dependency). quart-trio answers an
+exception group (concurrent calls in one route) as its first member. Anything else is
+logged with its traceback and answered 500 `INTERNAL` with the request id and nothing else:
+a 500 is always our own bug.
 """
 
 from __future__ import annotations
@@ -127,26 +127,6 @@ def from_outage(error: Unavailable | RedisUnavailable) -> Response:
     return from_client_error(answer)
 
 
-def _leaves(error: BaseException) -> list[BaseException]:
-    if isinstance(error, BaseExceptionGroup):
-        return [leaf for member in error.exceptions for leaf in _leaves(member)]
-    return [error]
-
-
-def from_group(group: BaseExceptionGroup[Any]) -> Response:
-    """A group of outages and client errors (concurrent calls of one route) is answered as
-    its first outage, else its first client error; any other member makes it a 500."""
-    leaves = _leaves(group)
-    if not all(isinstance(e, ClientError | Unavailable | RedisUnavailable) for e in leaves):
-        return internal_error(group)
-    for leaf in leaves:
-        if isinstance(leaf, Unavailable | RedisUnavailable):
-            return from_outage(leaf)
-    first = leaves[0]
-    assert isinstance(first, ClientError)
-    return from_client_error(first)
-
-
 def internal_error(error: BaseException) -> Response:
     log.error(
         "http.unhandled_exception",
@@ -188,6 +168,4 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def _other(error: Exception) -> Response:
-        if isinstance(error, BaseExceptionGroup):
-            return from_group(error)
         return internal_error(error)

@@ -7,6 +7,7 @@ Other modules type their client as `lumiku.redis.Client` and wrap calls in
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 import coredis
@@ -306,19 +307,31 @@ class ChannelSubscription:
                     return data if isinstance(data, bytes) else str(data).encode()
 
 
+# Connecting a dedicated connection and the SUBSCRIBE round trip.
+SUBSCRIBE_TIMEOUT_S: Final = 3.0
+
+
 @contextlib.asynccontextmanager
-async def open_subscription(client: Client, channel: str) -> AsyncIterator[ChannelSubscription]:
+async def open_subscription(
+    client: Client, channel: str, timeout_s: float = SUBSCRIBE_TIMEOUT_S
+) -> AsyncIterator[ChannelSubscription]:
     """Subscribe one dedicated connection to `channel`; unsubscribe and release it on exit.
 
-    Returns once Redis has acknowledged the subscription. coredis's own silent reconnect is
+    Returns once Redis has acknowledged the subscription, or raises `RedisUnavailable` when
+    that takes longer than `timeout_s` (a silent network). coredis's own silent reconnect is
     turned off: a lost connection cancels the body and raises `RedisUnavailable` here, and
     the caller decides how to back off (`events.RedisBus.serve_fanout`).
     """
     with map_redis_errors(), unwrapping_sole_exception():  # the pubsub is a nursery
-        async with client.pubsub(
-            channels=[channel], ignore_subscribe_messages=True, retry_policy=None
-        ) as pubsub:
-            yield ChannelSubscription(pubsub)
+        # The deadline covers subscribing only; it is lifted once the body starts.
+        with trio.CancelScope(deadline=trio.current_time() + timeout_s) as subscribing:
+            async with client.pubsub(
+                channels=[channel], ignore_subscribe_messages=True, retry_policy=None
+            ) as pubsub:
+                subscribing.deadline = math.inf
+                yield ChannelSubscription(pubsub)
+        if subscribing.cancelled_caught:
+            raise RedisUnavailable(f"redis: no subscription within {timeout_s:g} s")
 
 
 # --- Feature flags (lumiku.flags) --------------------------------------------------------

@@ -21,7 +21,7 @@ from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
 from lumiku.http.ratelimit import LIMITER_KEY, RateLimiter, rate_limited
 from lumiku.http.server import serve_http
-from lumiku.redis import Client, open_redis
+from lumiku.redis import Client, open_redis, open_subscription
 from lumiku.shutdown import ShutdownState
 from lumiku.testing import TcpProxy
 from tests.e2e.harness import make_settings
@@ -253,3 +253,21 @@ async def test_silent_redis_fails_login_closed_within_the_limiter_timeout(
             back = await client.post("/api/_rl/login")
             assert back.status_code in (200, 429)
             assert limits(back)[0] == "5"
+
+
+async def test_subscribing_through_a_silent_network_is_bounded(
+    redis_proxy: tuple[TcpProxy, str],
+) -> None:
+    proxy, redis_url = redis_proxy
+    async with open_redis(RedisSettings(url=redis_url)) as redis:
+        assert redis is not None
+        async with open_subscription(redis, "lumiku:test:bounded") as subscription:
+            assert subscription is not None  # subscribed while the path is open
+        proxy.drop()
+        with trio.fail_after(0.5 + 2), pytest.raises(RedisUnavailable, match="subscription"):
+            async with open_subscription(redis, "lumiku:test:bounded", timeout_s=0.5):
+                pytest.fail("subscribed through a silent network")
+        proxy.bring_up()
+        with trio.fail_after(10):
+            async with open_subscription(redis, "lumiku:test:bounded"):
+                pass

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 import trio
+import trio.testing
 
 from tests.e2e.harness import STRONG_PASSWORD, Service, bearer, make_settings, register
 from tests.e2e.harness import running_service as running
@@ -195,3 +196,42 @@ async def test_redis_cut_turns_readiness_503_and_logins_are_refused(
             # Hits sent into a silent connection may be counted once it heals: a 429, or
             # the login itself; never a 500.
             assert back.status_code in (200, 429), back.text
+
+
+async def test_shutdown_during_a_silent_cut_of_both_is_bounded(
+    tmp_path: Path, postgres_proxy: tuple[TcpProxy, str], redis_proxy: tuple[TcpProxy, str]
+) -> None:
+    """The shutdown request (SIGTERM) while PostgreSQL and Redis are both silent, with a
+    request in flight on the database: the service stops within its grace and the clean-up
+    bounds, waiting on nothing; the request gets an answer or a closed connection."""
+    pg_proxy, url = postgres_proxy
+    rd_proxy, redis_url = redis_proxy
+    env = {"LUMIKU_DATABASE_URL": url, "LUMIKU_REDIS_URL": redis_url}
+    answers: list[int] = []
+    try:
+        with trio.fail_after(90) as bound:
+            async with running(make_settings(tmp_path, env)) as service:
+                token = (await register(service.client, "shutdown@example.com"))["token"]
+                pg_proxy.drop()
+                rd_proxy.drop()
+
+                async def in_flight() -> None:
+                    try:
+                        response = await service.client.get(
+                            "/api/auth/profile", headers=bearer(token)
+                        )
+                        answers.append(response.status_code)
+                    except httpx.TransportError:
+                        answers.append(0)
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(in_flight)
+                    await trio.testing.wait_all_tasks_blocked()
+                    # shutdown.grace_s (5 s in the harness) and the clean-up bounds (10 s
+                    # for the pool), with slack
+                    bound.deadline = trio.current_time() + 5 + 10 + 2 * SLACK_S
+                    service.state.request("test: shutdown during the cut")
+    finally:
+        pg_proxy.bring_up()
+        rd_proxy.bring_up()
+    assert answers in ([503], [0])

@@ -43,21 +43,35 @@ def map_redis_errors() -> Iterator[None]:
 def bounded(client: Client, timeout_s: float) -> Iterator[None]:
     """Run the calls in the block within `timeout_s`; translate failures (`map_redis_errors`).
 
-    A call that gets no answer in time (our bound, or coredis's `stream_timeout`) means the
-    path to Redis is silent: every pooled connection is then discarded, so later calls
-    connect afresh instead of queueing behind the unanswered ones on a connection that may
-    never answer again (coredis multiplexes commands on one connection and keeps a
-    connection whose command was cancelled). Subscriptions are discarded too and see
-    `RedisUnavailable`. Commands already sent may still run if the path heals.
+    A call that gets no answer in time (our bound, or coredis's `stream_timeout`) may mean
+    the path to Redis is silent: the pooled connections still waiting for an answer are
+    then discarded, so later calls connect afresh instead of queueing behind the unanswered
+    ones on a connection that may never answer again (coredis multiplexes commands on one
+    connection and keeps a connection whose command was cancelled). Commands already sent
+    may still run if the path heals.
     """
     try:
         with trio.fail_after(timeout_s):
             yield
     except (trio.TooSlowError, TimeoutError) as exc:
-        client.connection_pool.disconnect()
-        raise RedisUnavailable(f"redis: no answer within {timeout_s} s") from exc
+        _discard_unanswered_connections(client)
+        raise RedisUnavailable(f"redis: no answer within {timeout_s:g} s") from exc
     except (coredis.exceptions.RedisError, OSError) as exc:
         raise RedisUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+
+def _discard_unanswered_connections(client: Client) -> None:
+    """Invalidate the pool's connections that wait for an answer; subscriptions that wait
+    for nothing keep theirs. Without coredis's private set of connections (another coredis
+    version), every connection goes."""
+    pool = client.connection_pool
+    online = getattr(pool, "_online_connections", None)
+    if not isinstance(online, set):
+        pool.disconnect()
+        return
+    for connection in list(online):
+        if connection.statistics.requests_pending:
+            connection.invalidate("no answer in time")
 
 
 @contextlib.asynccontextmanager

@@ -21,7 +21,7 @@ from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
 from lumiku.http.ratelimit import LIMITER_KEY, RateLimiter, rate_limited
 from lumiku.http.server import serve_http
-from lumiku.redis import Client, open_redis, open_subscription
+from lumiku.redis import Client, bounded, open_redis, open_subscription, ping
 from lumiku.shutdown import ShutdownState
 from lumiku.testing import TcpProxy
 from tests.e2e.harness import make_settings
@@ -271,3 +271,31 @@ async def test_subscribing_through_a_silent_network_is_bounded(
         with trio.fail_after(10):
             async with open_subscription(redis, "lumiku:test:bounded"):
                 pass
+
+
+BUSY_300_MS = """
+local start = redis.call('TIME')
+repeat
+  local now = redis.call('TIME')
+until (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > 300000
+return 1
+"""
+
+
+async def test_a_call_left_unanswered_discards_its_connection_not_the_subscriptions(
+    redis: Client,
+) -> None:
+    """A command that does not answer in time (a script busy for 300 ms) gets its
+    connection discarded, so the next call connects afresh; a subscription of the same
+    client keeps receiving."""
+    async with open_subscription(redis, "lumiku:test:spared") as subscription:
+        with (
+            trio.fail_after(5),
+            pytest.raises(RedisUnavailable, match="no answer"),
+            bounded(redis, 0.1),
+        ):
+            await redis.eval(BUSY_300_MS, keys=[], args=[])
+        with trio.fail_after(5):
+            await ping(redis, 1.0)
+            await redis.publish("lumiku:test:spared", "still here")
+            assert await subscription.receive() == b"still here"

@@ -92,7 +92,8 @@ class RedisCounters:
     """Counters in Redis under `lumiku:rl:`, one round trip per call.
 
     Every call raises `RedisUnavailable` when Redis fails or takes longer than
-    `timeout_s` (an unreachable Redis must not hold a request for long).
+    `timeout_s` (`redis.command_timeout_s`): an unreachable Redis must not hold a request
+    for long, and a fail-closed rule must refuse rather than wait (`redis.bounded`).
     """
 
     def __init__(self, client: Client, timeout_s: float = redis.COUNTER_TIMEOUT_S) -> None:
@@ -113,6 +114,7 @@ class RedisCounters:
         await redis.counter_clear(self._client, REDIS_PREFIX + key, self._timeout_s)
 
 
-def make_counters(client: Client | None) -> Counters:
-    """`RedisCounters` when Redis is configured, else `MemoryCounters`."""
-    return MemoryCounters() if client is None else RedisCounters(client)
+def make_counters(client: Client | None, timeout_s: float = redis.COUNTER_TIMEOUT_S) -> Counters:
+    """`RedisCounters` (each call bounded by `timeout_s`) when Redis is configured, else
+    `MemoryCounters`."""
+    return MemoryCounters() if client is None else RedisCounters(client, timeout_s)

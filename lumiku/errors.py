@@ -20,8 +20,11 @@ LumikuError
 │   ├── UnsupportedMediaType 415 UNSUPPORTED_MEDIA_TYPE
 │   ├── RateLimited         429  RATE_LIMITED (retry_after_s)
 │   │   └── AccountLocked   429  ACCOUNT_LOCKED (retry_after_s)
-│   └── ServiceUnavailable  503  SERVICE_UNAVAILABLE (retry_after_s)
-│       └── RateLimiterUnavailable 503 RATE_LIMITER_UNAVAILABLE
+│   └── ServiceUnavailable  503  SERVICE_UNAVAILABLE (retry_after_s; also what a
+│       │                        RedisUnavailable reaching HTTP is answered with)
+│       ├── RateLimiterUnavailable 503 RATE_LIMITER_UNAVAILABLE
+│       └── DatabaseUnavailable 503  DATABASE_UNAVAILABLE (what an Unavailable reaching
+│                                    HTTP is answered with, by http/problems.py)
 ├── ProviderError                an image provider failed; the class drives job retries
 │   ├── Transient                retry with backoff, or after retry_after_s when the provider
 │   │                            said when (a model still loading)
@@ -32,13 +35,15 @@ LumikuError
 │   ├── ObjectMissing            the key names no stored object
 │   └── StorageFull         507  INSUFFICIENT_STORAGE (also a ServiceUnavailable, so a
 │                                ClientError: free space is below storage.min_free_bytes)
-├── RedisUnavailable             Redis cannot be reached or answered (translated in redis.py)
+├── RedisUnavailable             Redis cannot be reached or did not answer within its bound
+│                                (translated in redis.py)
 ├── events.Overflowed            a live-event subscriber fell behind (lumiku/events/local.py)
 └── DatabaseError                the database failed (translated in db/postgres.py, db/sqlite.py)
     ├── IntegrityViolation       a constraint rejected the write
     │   ├── UniqueViolation      a UNIQUE / PRIMARY KEY constraint
     │   └── CheckViolation       a CHECK or NOT NULL constraint
-    ├── Unavailable              cannot reach or talk to the database
+    ├── Unavailable              cannot reach or talk to the database, or no answer within
+    │                            database.command_timeout_s (translated at the driver)
     └── SchemaMismatch           the schema is behind or ahead of this build
 
 The job queue's client errors (lumiku/jobs), drawn apart from the tree above:
@@ -262,6 +267,13 @@ class ServiceUnavailable(ClientError):
 class RateLimiterUnavailable(ServiceUnavailable):
     code = "RATE_LIMITER_UNAVAILABLE"
     title = "Rate limiter unavailable; refusing to serve this route unchecked"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The answer to a request that met a database outage (`Unavailable`)."""
+
+    code = "DATABASE_UNAVAILABLE"
+    title = "Database unavailable; retry later"
 
 
 class ProviderError(LumikuError):

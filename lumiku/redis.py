@@ -7,6 +7,7 @@ Other modules type their client as `lumiku.redis.Client` and wrap calls in
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 import coredis
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+# The default bound on one call (the `redis.command_timeout_s` default).
+COMMAND_TIMEOUT_S: Final = 1.0
+
 Client: TypeAlias = "coredis.Redis[bytes]"
 
 
@@ -35,12 +39,49 @@ def map_redis_errors() -> Iterator[None]:
         raise RedisUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
 
 
+@contextlib.contextmanager
+def bounded(client: Client, timeout_s: float) -> Iterator[None]:
+    """Run the calls in the block within `timeout_s`; translate failures (`map_redis_errors`).
+
+    A call that gets no answer in time (our bound, or coredis's `stream_timeout`) may mean
+    the path to Redis is silent: the pooled connections still waiting for an answer are
+    then discarded, so later calls connect afresh instead of queueing behind the unanswered
+    ones on a connection that may never answer again (coredis multiplexes commands on one
+    connection and keeps a connection whose command was cancelled). Commands already sent
+    may still run if the path heals.
+    """
+    try:
+        with trio.fail_after(timeout_s):
+            yield
+    except (trio.TooSlowError, TimeoutError) as exc:
+        _discard_unanswered_connections(client)
+        raise RedisUnavailable(f"redis: no answer within {timeout_s:g} s") from exc
+    except (coredis.exceptions.RedisError, OSError) as exc:
+        raise RedisUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+
+
+def _discard_unanswered_connections(client: Client) -> None:
+    """Invalidate the pool's connections that wait for an answer; subscriptions that wait
+    for nothing keep theirs. Without coredis's private set of connections (another coredis
+    version), every connection goes."""
+    pool = client.connection_pool
+    online = getattr(pool, "_online_connections", None)
+    if not isinstance(online, set):
+        pool.disconnect()
+        return
+    for connection in list(online):
+        if connection.statistics.requests_pending:
+            connection.invalidate("no answer in time")
+
+
 @contextlib.asynccontextmanager
 async def open_redis(settings: RedisSettings) -> AsyncIterator[Client | None]:
     """Yield a connected-on-demand client, or None when no Redis is configured.
 
     Connections are made lazily and re-made after an outage, so a Redis that is down at
-    start-up or later only degrades readiness. Closes the pool on exit.
+    start-up or later only degrades readiness. Connecting is bounded by
+    `connect_timeout_s`, each reply by `command_timeout_s` (callers bound their calls too,
+    see `bounded`). Closes the pool on exit.
     """
     if not settings.url:
         yield None
@@ -48,7 +89,7 @@ async def open_redis(settings: RedisSettings) -> AsyncIterator[Client | None]:
     client: Client = coredis.Redis.from_url(
         settings.url,
         connect_timeout=settings.connect_timeout_s,
-        stream_timeout=settings.connect_timeout_s,
+        stream_timeout=settings.command_timeout_s,
         verify_version=False,
     )
     log.info("redis.opened", url=redact_url(settings.url))
@@ -57,15 +98,15 @@ async def open_redis(settings: RedisSettings) -> AsyncIterator[Client | None]:
             yield client
 
 
-async def ping(client: Client) -> None:
-    """PING once; raise `RedisUnavailable` when Redis does not answer."""
-    with map_redis_errors():
+async def ping(client: Client, timeout_s: float = COMMAND_TIMEOUT_S) -> None:
+    """PING once; raise `RedisUnavailable` when Redis does not answer within `timeout_s`."""
+    with bounded(client, timeout_s):
         await client.ping()
 
 
 # --- Fixed-window counters (lumiku.counters.RedisCounters) ------------------------------
 
-COUNTER_TIMEOUT_S: Final = 1.0
+COUNTER_TIMEOUT_S: Final = COMMAND_TIMEOUT_S
 
 # INCR, PEXPIRE on the first hit only, PTTL: one round trip, atomic. A key found without a
 # TTL (SET or PERSISTed by hand) gets one again, so a counter can never lock out forever.
@@ -112,7 +153,7 @@ async def fixed_window_hit(
     LOAD the first time a server sees the script). Raises `RedisUnavailable` when Redis
     fails or does not answer within `timeout_s`.
     """
-    with map_redis_errors(), trio.fail_after(timeout_s):
+    with bounded(client, timeout_s):
         return _pair(await _HIT(keys=[key], args=[window_ms], client=client))
 
 
@@ -120,19 +161,19 @@ async def counter_peek(
     client: Client, key: str, timeout_s: float = COUNTER_TIMEOUT_S
 ) -> tuple[int, int]:
     """(count, ms until the window ends) of `key` without counting; (0, 0) when absent."""
-    with map_redis_errors(), trio.fail_after(timeout_s):
+    with bounded(client, timeout_s):
         return _pair(await _PEEK(keys=[key], client=client))
 
 
 async def counter_clear(client: Client, key: str, timeout_s: float = COUNTER_TIMEOUT_S) -> None:
     """Forget `key`'s counter (a successful login clears its failures)."""
-    with map_redis_errors(), trio.fail_after(timeout_s):
+    with bounded(client, timeout_s):
         await client.delete([key])
 
 
 # --- Job events (lumiku.events.RedisBus) ------------------------------------------------
 
-EVENTS_TIMEOUT_S: Final = 1.0
+EVENTS_TIMEOUT_S: Final = COMMAND_TIMEOUT_S
 
 # Append each event to its job's capped stream (entry id `<seq>-0`, so a replay is one
 # XRANGE from `<after_seq + 1>-0`), refresh the stream's TTL, and PUBLISH it: one round
@@ -213,7 +254,7 @@ async def publish_events(
         if seq < 1:
             raise ValueError("stream entries start at seq 1")
         args += [f"{seq}-0", entry, message]
-    with map_redis_errors(), trio.fail_after(timeout_s):
+    with bounded(client, timeout_s):
         reply: object = await _PUBLISH_EVENTS(
             keys=[key for key, *_rest in items], args=args, client=client
         )
@@ -262,7 +303,7 @@ async def restore_events(
         if seq < 1:
             raise ValueError("stream entries start at seq 1")
         args += [f"{seq}-0", entry, message]
-    with map_redis_errors(), trio.fail_after(timeout_s):
+    with bounded(client, timeout_s):
         reply: object = await _RESTORE_EVENTS(
             keys=[key for key, *_rest in items], args=args, client=client
         )
@@ -275,7 +316,7 @@ async def last_stream_seq(
     client: Client, stream_key: str, timeout_s: float = EVENTS_TIMEOUT_S
 ) -> int:
     """The seq of the last entry `publish_events` stored in `stream_key`, 0 when none."""
-    with map_redis_errors(), trio.fail_after(timeout_s):
+    with bounded(client, timeout_s):
         entries = await client.xrevrange(stream_key, "+", "-", count=1)
     if not entries:
         return 0
@@ -288,7 +329,7 @@ async def read_stream_after(
     client: Client, stream_key: str, after_seq: int, timeout_s: float = EVENTS_TIMEOUT_S
 ) -> list[bytes]:
     """The entries `publish_events` stored in `stream_key` with seq > `after_seq`, in order."""
-    with map_redis_errors(), trio.fail_after(timeout_s):
+    with bounded(client, timeout_s):
         entries = await client.xrange(stream_key, f"{max(after_seq, 0) + 1}-0", "+")
     found = (entry.field_values.get(b"e") for entry in entries)
     return [value for value in found if isinstance(value, bytes)]
@@ -310,19 +351,31 @@ class ChannelSubscription:
                     return data if isinstance(data, bytes) else str(data).encode()
 
 
+# Connecting a dedicated connection and the SUBSCRIBE round trip.
+SUBSCRIBE_TIMEOUT_S: Final = 3.0
+
+
 @contextlib.asynccontextmanager
-async def open_subscription(client: Client, channel: str) -> AsyncIterator[ChannelSubscription]:
+async def open_subscription(
+    client: Client, channel: str, timeout_s: float = SUBSCRIBE_TIMEOUT_S
+) -> AsyncIterator[ChannelSubscription]:
     """Subscribe one dedicated connection to `channel`; unsubscribe and release it on exit.
 
-    Returns once Redis has acknowledged the subscription. coredis's own silent reconnect is
+    Returns once Redis has acknowledged the subscription, or raises `RedisUnavailable` when
+    that takes longer than `timeout_s` (a silent network). coredis's own silent reconnect is
     turned off: a lost connection cancels the body and raises `RedisUnavailable` here, and
     the caller decides how to back off (`events.RedisBus.serve_fanout`).
     """
     with map_redis_errors(), unwrapping_sole_exception():  # the pubsub is a nursery
-        async with client.pubsub(
-            channels=[channel], ignore_subscribe_messages=True, retry_policy=None
-        ) as pubsub:
-            yield ChannelSubscription(pubsub)
+        # The deadline covers subscribing only; it is lifted once the body starts.
+        with trio.CancelScope(deadline=trio.current_time() + timeout_s) as subscribing:
+            async with client.pubsub(
+                channels=[channel], ignore_subscribe_messages=True, retry_policy=None
+            ) as pubsub:
+                subscribing.deadline = math.inf
+                yield ChannelSubscription(pubsub)
+        if subscribing.cancelled_caught:
+            raise RedisUnavailable(f"redis: no subscription within {timeout_s:g} s")
 
 
 # --- Feature flags (lumiku.flags) --------------------------------------------------------
@@ -334,7 +387,7 @@ async def flags_read(
     client: Client, key: str, timeout_s: float = FLAGS_TIMEOUT_S
 ) -> dict[str, str]:
     """The runtime flag overrides: the hash at `key` as text."""
-    with map_redis_errors(), trio.fail_after(timeout_s):
+    with bounded(client, timeout_s):
         raw = await client.hgetall(key)
     return {_text(name): _text(value) for name, value in raw.items()}
 
@@ -348,7 +401,7 @@ async def flags_write(
     timeout_s: float = FLAGS_TIMEOUT_S,
 ) -> None:
     """Set (or with None delete) one override, then announce it on `channel`."""
-    with map_redis_errors(), trio.fail_after(timeout_s):
+    with bounded(client, timeout_s):
         if value is None:
             await client.hdel(key, [name])
         else:

@@ -61,6 +61,12 @@ class DatabaseSettings:
     pool_max_size: int = setting(10, "PostgreSQL pool: most connections at once.")
     connect_timeout_s: float = setting(5.0, "Give up connecting to the database after this.")
     statement_timeout_s: float = setting(30.0, "PostgreSQL statement_timeout for every session.")
+    command_timeout_s: float = setting(
+        8.0,
+        "Client-side bound on each PostgreSQL call (pool acquire, connect, statements, commit):"
+        " past it the call fails as unavailable (503 DATABASE_UNAVAILABLE), even when the"
+        " server cannot be reached; migrations get statement_timeout_s instead.",
+    )
 
 
 @attrs.frozen
@@ -71,6 +77,11 @@ class RedisSettings:
         secret=True,
     )
     connect_timeout_s: float = setting(2.0, "Give up connecting to Redis after this.")
+    command_timeout_s: float = setting(
+        1.0,
+        "Client-side bound on each Redis call (rate-limit counters, events, flags): past it"
+        " Redis counts as unavailable (fail-closed rate limits answer 503).",
+    )
 
 
 @attrs.frozen

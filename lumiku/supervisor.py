@@ -326,7 +326,7 @@ async def open_deps(
         providers = await stack.enter_async_context(open_providers(settings))
         duitku = await stack.enter_async_context(open_duitku(settings))
         state = state or ShutdownState()
-        counters = make_counters(redis)
+        counters = make_counters(redis, settings.redis.command_timeout_s)
         instance_id = uuid.uuid4().hex
         control = JobControl()
         troubles = TaskTroubles()

@@ -105,10 +105,19 @@ def routes_for_tests() -> Blueprint:
 
 @attrs.define
 class TcpProxy:
-    """A TCP forwarder to `target` that a test can take down and bring back.
+    """A TCP forwarder to `target` that a test can cut in two ways and restore.
 
-    While `down`, it closes every open connection and refuses new ones (the listener is
-    closed), which is what a dependency outage looks like to a client.
+    - `take_down()` (reset mode): closes every forwarded connection and the listener, so
+      connecting is refused, as when the dependency's process is gone.
+    - `drop()` (drop mode): keeps every connection open and keeps accepting new ones, but
+      forwards no byte in either direction, as a dead host or a network partition does:
+      the client sees silence, never a reset. New connections are accepted without
+      reaching the target until the restore.
+    - `bring_up()` restores from either mode. After a drop, forwarding resumes on the
+      connections that are still open, with the bytes held during the drop, as TCP does
+      when a partition heals and both ends still hold the connection; a client that gave
+      up has closed its end, and the proxy then closes the other end too. New connections
+      reach the target again.
     """
 
     target_host: str
@@ -117,6 +126,16 @@ class TcpProxy:
     _listener_scope: trio.CancelScope | None = None
     _conn_scopes: set[trio.CancelScope] = attrs.field(factory=set)
     _up: trio.Event = attrs.field(factory=trio.Event)
+    _down: bool = False
+    _flowing: trio.Event = attrs.field(factory=trio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        self._flowing.set()
+
+    @property
+    def dropping(self) -> bool:
+        """True while `drop()` holds every byte."""
+        return not self._flowing.is_set()
 
     async def serve(
         self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
@@ -136,42 +155,70 @@ class TcpProxy:
                     for listener in listeners:
                         await listener.aclose()
                     await trio.sleep_forever()
-            self._up = trio.Event()
-            await self._up.wait()
+            while self._down:
+                self._up = trio.Event()
+                await self._up.wait()
 
     def take_down(self) -> None:
-        """Close the listener and every forwarded connection."""
+        """Reset mode: close the listener and every forwarded connection."""
+        self._down = True
         if self._listener_scope is not None:
             self._listener_scope.cancel()
         for scope in list(self._conn_scopes):
             scope.cancel()
 
+    def drop(self) -> None:
+        """Drop mode: from now on forward nothing, close nothing (see the class docstring)."""
+        if self._flowing.is_set():
+            self._flowing = trio.Event()
+
     def bring_up(self) -> None:
+        """Restore from `take_down()` or `drop()`."""
+        self._down = False
+        self._flowing.set()
         self._up.set()
+
+    async def _wait_flowing(self) -> None:
+        # The event is replaced by each drop(); waiting on the current one is enough, as
+        # bring_up() sets whichever is current.
+        while not self._flowing.is_set():
+            await self._flowing.wait()
 
     async def _handle(self, client: trio.SocketStream) -> None:
         with trio.CancelScope() as scope:
             self._conn_scopes.add(scope)
             try:
-                upstream = await trio.open_tcp_stream(self.target_host, self.target_port)
-            except OSError:
-                await client.aclose()
-                return
-            async with client, upstream, trio.open_nursery() as nursery:
-                nursery.start_soon(_pump, client, upstream, nursery.cancel_scope)
-                nursery.start_soon(_pump, upstream, client, nursery.cancel_scope)
-        self._conn_scopes.discard(scope)
+                async with client:
+                    await self._wait_flowing()
+                    try:
+                        upstream = await trio.open_tcp_stream(self.target_host, self.target_port)
+                    except OSError:
+                        return
+                    async with upstream, trio.open_nursery() as nursery:
+                        nursery.start_soon(self._pump, client, upstream, nursery.cancel_scope)
+                        nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope)
+            finally:
+                self._conn_scopes.discard(scope)
 
-
-async def _pump(
-    source: trio.SocketStream, sink: trio.SocketStream, scope: trio.CancelScope
-) -> None:
-    try:
-        async for chunk in source:
-            await sink.send_all(chunk)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    scope.cancel()
+    async def _pump(
+        self, source: trio.SocketStream, sink: trio.SocketStream, scope: trio.CancelScope
+    ) -> None:
+        try:
+            while True:
+                await self._wait_flowing()
+                try:
+                    chunk = await source.receive_some()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    chunk = b""
+                # What was read just before a drop (data, or the end of the stream) is held
+                # too: nothing crosses while dropped.
+                await self._wait_flowing()
+                if not chunk:
+                    break
+                await sink.send_all(chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        scope.cancel()
 
 
 @attrs.define

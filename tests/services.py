@@ -352,11 +352,27 @@ def redis_url(_redis_problem: str | None) -> str:
 @pytest.fixture
 async def redis_proxy(redis_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
     """A TcpProxy in front of the test Redis, and the Redis URL that goes through it, so a
-    test can take Redis away (`proxy.take_down()`) and bring it back without touching it."""
+    test can take Redis away (`proxy.take_down()` resets, `proxy.drop()` goes silent) and
+    bring it back (`proxy.bring_up()`) without touching it."""
     redis = urlsplit(redis_url)
     assert redis.hostname is not None
     proxy = TcpProxy(redis.hostname, redis.port or 6379)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(proxy.serve)
         yield proxy, f"redis://127.0.0.1:{port}{redis.path or '/0'}"
+        nursery.cancel_scope.cancel()
+
+
+@pytest.fixture
+async def postgres_proxy(postgres_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
+    """A TcpProxy in front of the test PostgreSQL, and the URL of the test's own database
+    through it, so a test can cut PostgreSQL (`take_down()` resets, `drop()` goes silent)
+    and restore it (`bring_up()`) without touching the server."""
+    url = urlsplit(postgres_url)
+    assert url.hostname is not None
+    proxy = TcpProxy(url.hostname, url.port or 5432)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(proxy.serve)
+        netloc = f"{url.username}@127.0.0.1:{port}" if url.username else f"127.0.0.1:{port}"
+        yield proxy, url._replace(netloc=netloc).geturl()
         nursery.cancel_scope.cancel()

@@ -4,8 +4,17 @@ Every crossing of the bridge costs ~80 µs, so each call is one asyncio coroutin
 `trio_asyncio.aio_as_trio`: a statement outside a transaction borrows, runs and returns a
 connection in one crossing; in a transaction the first crossing also borrows the connection
 and begins, each further statement is one crossing, and commit-and-return is the last.
-Trio cancellation cancels the asyncio task (asyncpg then cancels the query on the server)
-and the transaction rolls back. Errors are translated once, in `map_error`.
+Errors are translated once, in `map_error`.
+
+Every crossing is bounded on the client side by `database.command_timeout_s` (borrowing,
+connecting, statements, commit), because `statement_timeout` is enforced by the server and
+does nothing when the server cannot be reached: past the bound the call raises
+`Unavailable`. A cancelled or timed-out round trip leaves its connection mid-protocol, and
+asyncpg would wait for the server (a cancel request, a ROLLBACK) before reusing it, which a
+silent network never answers and which trio-asyncio waits for: such a connection is
+terminated at once instead (the server rolls its transaction back) and the pool connects
+afresh, so a pool full of dead connections heals by itself. Clean-up that must talk to the
+server is bounded on the asyncio side too.
 """
 
 from __future__ import annotations
@@ -43,6 +52,9 @@ if TYPE_CHECKING:
 
 # Bounds on shielded clean-up: returning a connection, closing the pool.
 CLEANUP_TIMEOUT_S: Final = 5.0
+# A ROLLBACK on a healthy connection takes a round trip; past this the connection is
+# terminated instead, which rolls back as well.
+ROLLBACK_TIMEOUT_S: Final = 1.0
 # SQLSTATE classes meaning "cannot reach or talk to the database": connection exception,
 # insufficient resources, operator intervention (shutdown, database dropped), bad
 # credentials, unknown database.
@@ -93,9 +105,54 @@ async def _run(conn: Any, mode: _Mode, sql: str, args: Sequence[Any]) -> Any:
     return _count(await conn.execute(sql, *args))
 
 
+def _terminate(conn: Any) -> None:
+    """Close a pooled connection at once (no round trip). A connection the pool already
+    took back after losing it is detached from its proxy: nothing left to do then."""
+    with suppress(asyncpg.InterfaceError):
+        conn.terminate()
+
+
+def _is_closed(conn: Any) -> bool:
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:  # detached: the pool took it back after it was lost
+        return True
+
+
+def _leaves_connection_broken(exc: BaseException) -> bool:
+    """Whether `exc`, raised during a round trip, may leave the connection unusable: a
+    cancellation or timeout mid-protocol, a network or driver error, or the server saying it
+    is going away. A plain SQL error (a constraint, a statement_timeout) leaves it usable,
+    as does an error of the caller's own code in a unit of work."""
+    if isinstance(exc, asyncio.CancelledError | Unavailable):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return isinstance(map_error(exc), Unavailable)
+    return isinstance(exc, _TRANSLATED)
+
+
+async def _rollback(conn: Any, transaction: Any) -> None:
+    """Roll `transaction` back on a healthy connection, or terminate the connection when
+    that fails or takes too long (the server then rolls back); raises only a cancellation."""
+    try:
+        await asyncio.wait_for(transaction.rollback(), ROLLBACK_TIMEOUT_S)
+    except Exception:
+        _terminate(conn)  # the error that led here matters more than this one
+    except BaseException:
+        _terminate(conn)
+        raise
+
+
 async def _run_pooled(pool: Any, mode: _Mode, sql: str, args: Sequence[Any]) -> Any:
-    async with pool.acquire() as conn:
+    conn = await pool.acquire()
+    try:
         return await _run(conn, mode, sql, args)
+    except BaseException as exc:
+        if _leaves_connection_broken(exc):
+            _terminate(conn)
+        raise
+    finally:
+        await pool.release(conn, timeout=CLEANUP_TIMEOUT_S)
 
 
 class _TxState:
@@ -108,10 +165,16 @@ class _TxState:
 async def _run_in_tx(state: _TxState, pool: Any, mode: _Mode, sql: str, args: Sequence[Any]) -> Any:
     if state.conn is None:
         state.conn = await pool.acquire()
-        transaction = state.conn.transaction()
-        await transaction.start()
-        state.transaction = transaction
-    return await _run(state.conn, mode, sql, args)
+    try:
+        if state.transaction is None:
+            transaction = state.conn.transaction()
+            await transaction.start()
+            state.transaction = transaction
+        return await _run(state.conn, mode, sql, args)
+    except BaseException as exc:
+        if _leaves_connection_broken(exc):
+            _terminate(state.conn)
+        raise
 
 
 async def _finish_tx(state: _TxState, pool: Any, commit: bool) -> None:
@@ -122,12 +185,15 @@ async def _finish_tx(state: _TxState, pool: Any, commit: bool) -> None:
     try:
         if transaction is not None and commit:
             await transaction.commit()
-        elif transaction is not None and not conn.is_closed():
-            await transaction.rollback()
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        # A failed COMMIT leaves a usable connection; anything else may not.
-        if not (commit and isinstance(exc, asyncpg.PostgresError)):
-            conn.terminate()
+        elif transaction is not None and not _is_closed(conn):
+            await _rollback(conn, transaction)
+    except BaseException as exc:
+        # A failed COMMIT (a deferred constraint) leaves a usable connection; anything
+        # else may not.
+        if not (commit and isinstance(exc, asyncpg.PostgresError)) or _leaves_connection_broken(
+            exc
+        ):
+            _terminate(conn)
         raise
     finally:
         await pool.release(conn, timeout=CLEANUP_TIMEOUT_S)
@@ -184,7 +250,10 @@ def map_error(exc: BaseException, secrets: Sequence[str] = ()) -> DatabaseError:
     if (
         isinstance(exc, OSError | TimeoutError)
         or sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
-        or (isinstance(exc, asyncpg.InterfaceError) and "closed" in message)
+        or (
+            isinstance(exc, asyncpg.InterfaceError)
+            and ("closed" in message or "closing" in message)
+        )
     ):
         return Unavailable(message)
     return DatabaseError(message)
@@ -235,8 +304,30 @@ class _AsyncioTx(BaseExecutor):
 async def _run_unit(
     pool: Any, secrets: Sequence[str], work: Callable[..., Awaitable[Any]], args: Sequence[Any]
 ) -> Any:
-    async with pool.acquire() as conn, conn.transaction():
-        return await work(_AsyncioTx(conn, secrets), *args)
+    # Not `async with conn.transaction()`: its ROLLBACK on a cancellation would wait for a
+    # server that may not answer (see the module docstring).
+    conn = await pool.acquire()
+    transaction = None
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        result = await work(_AsyncioTx(conn, secrets), *args)
+        await transaction.commit()
+        return result
+    except BaseException as exc:
+        if _leaves_connection_broken(exc):
+            _terminate(conn)
+        elif transaction is not None and not _is_closed(conn) and conn.is_in_transaction():
+            await _rollback(conn, transaction)
+        raise
+    finally:
+        await pool.release(conn, timeout=CLEANUP_TIMEOUT_S)
+
+
+def _is_migration(mode: _Mode, sql: str) -> bool:
+    """A migration's script, or the lock migrators wait on while another one migrates:
+    start-up work bounded by the server's statement_timeout, not the command bound."""
+    return mode == "script" or sql == _Q.lock_migrations.postgres
 
 
 class PostgresTx(BaseExecutor):
@@ -256,7 +347,13 @@ class PostgresTx(BaseExecutor):
         try:
             _check_args(args)
             return await self._store.call(
-                _run_in_tx, self._state, self._store.pool, mode, sql, args
+                _run_in_tx,
+                self._state,
+                self._store.pool,
+                mode,
+                sql,
+                args,
+                timeout_s=self._store.script_timeout_s if _is_migration(mode, sql) else None,
             )
         except BaseException:
             self._failed = True
@@ -374,15 +471,28 @@ class PostgresStore(BaseExecutor):
         self._secrets = tuple(secrets)
         self._migrations = migrations
 
+    @property
+    def script_timeout_s(self) -> float:
+        """The bound on a script (a migration): the server's statement_timeout, then some."""
+        return self._settings.statement_timeout_s + self._settings.command_timeout_s
+
     def pool_statistics(self) -> PoolStatistics:
         """The asyncpg pool's counts (plain attribute reads: no bridge crossing)."""
         size = self.pool.get_size()
         return PoolStatistics(size, size - self.pool.get_idle_size(), self.pool.get_max_size())
 
-    async def call(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        """Run the asyncio coroutine function `fn(*args)` as one crossing of the bridge."""
+    async def call(
+        self, fn: Callable[..., Awaitable[Any]], *args: Any, timeout_s: float | None = None
+    ) -> Any:
+        """Run the asyncio coroutine function `fn(*args)` as one crossing of the bridge,
+        within `timeout_s` (default `database.command_timeout_s`); raises `Unavailable` past
+        it (see the module docstring)."""
+        bound = self._settings.command_timeout_s if timeout_s is None else timeout_s
         try:
-            return await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args)
+            with trio.fail_after(bound):
+                return await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args)
+        except trio.TooSlowError as exc:
+            raise Unavailable(f"PostgreSQL: no answer within {bound:g} s") from exc
         except _TRANSLATED as exc:
             raise map_error(exc, self._secrets) from exc
 
@@ -463,8 +573,12 @@ async def open_postgres_store(
         raise RuntimeError("PostgreSQL needs a running trio_asyncio.open_loop()")
     secrets = _secrets(settings.url)
     available = migrate.load_migrations("postgres", migrations)
+    bound = settings.connect_timeout_s + settings.command_timeout_s
     try:
-        pool = await trio_asyncio.aio_as_trio(_create_pool, loop=loop)(settings)
+        with trio.fail_after(bound):
+            pool = await trio_asyncio.aio_as_trio(_create_pool, loop=loop)(settings)
+    except trio.TooSlowError as exc:
+        raise Unavailable(f"PostgreSQL: no answer within {bound:g} s") from exc
     except _TRANSLATED as exc:
         raise map_error(exc, secrets) from exc
     store = PostgresStore(

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from lumiku.db.store import Mode
 
 READERS: Final = 4
+# The default bound on waiting for the writer (`database.command_timeout_s`).
+WRITER_WAIT_S: Final = 8.0
 _Q: Final = load_queries("lumiku.db")
 _T = TypeVar("_T")
 
@@ -286,10 +288,12 @@ class SqliteStore(BaseExecutor):
         busy_timeout_s: float,
         description: str,
         migrations: tuple[migrate.Migration, ...],
+        writer_wait_s: float = WRITER_WAIT_S,
     ) -> None:
         self.description = description
         self._path = path
         self._busy_timeout_s = busy_timeout_s
+        self._writer_wait_s = writer_wait_s
         self._migrations = migrations
         self._write_lock = trio.Lock()
         # An in-memory database exists once per connection: everything uses the writer.
@@ -337,9 +341,26 @@ class SqliteStore(BaseExecutor):
             for conn in connections:
                 await self.run(conn.close)
 
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """Hold the writer; raise `Unavailable` when it stays busy past `writer_wait_s`
+        (a long transaction, or statements each waiting out the busy timeout behind
+        another process's lock), so a queue of writers cannot hold requests for long."""
+        try:
+            with trio.fail_after(self._writer_wait_s):
+                await self._write_lock.acquire()
+        except trio.TooSlowError as exc:
+            raise Unavailable(
+                f"SQLite: the writer stayed busy for {self._writer_wait_s:g} s"
+            ) from exc
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
     async def _on_reader(self, sql: str, args: Sequence[Any], mode: Mode) -> Any:
         if self._reader_slots is None or not is_read_only(sql):
-            async with self._write_lock:
+            async with self._writing():
                 conn = self.writer
                 return await self.run(lambda: _run_statement(conn, sql, args, mode))
         async with self._reader_slots:
@@ -392,7 +413,7 @@ class SqliteStore(BaseExecutor):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTx]:
-        async with self._write_lock:
+        async with self._writing():
             tx = SqliteTx(self)
             try:
                 yield tx
@@ -412,17 +433,21 @@ async def open_sqlite_store(
     busy_timeout_s: float,
     description: str,
     migrations: Sequence[MigrationSource],
+    writer_wait_s: float = WRITER_WAIT_S,
 ) -> AsyncIterator[SqliteStore]:
     """Open the SQLite database at `path` (creating its directory and file).
 
-    Raises `Unavailable` when the file cannot be created or opened. On exit closes every
-    connection, shielded from cancellation; the caller must have finished its transactions.
+    Each statement waits at most `busy_timeout_s` for another process's lock, and at most
+    `writer_wait_s` for this process's writer. Raises `Unavailable` when the file cannot be
+    created or opened. On exit closes every connection, shielded from cancellation; the
+    caller must have finished its transactions.
     """
     store = SqliteStore(
         path,
         busy_timeout_s=busy_timeout_s,
         description=description,
         migrations=migrate.load_migrations("sqlite", migrations),
+        writer_wait_s=writer_wait_s,
     )
     try:
         await store.open()

@@ -251,6 +251,7 @@ async def open_store(
         async with sqlite.open_sqlite_store(
             sqlite_path(url),
             busy_timeout_s=settings.database.connect_timeout_s,
+            writer_wait_s=settings.database.command_timeout_s,
             description=redact_url(url),
             migrations=migrations,
         ) as store:

@@ -16,7 +16,7 @@ from lumiku.http.context import DEPS_KEY
 from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
 from lumiku.http.ratelimit import LIMITER_KEY
-from lumiku.http.uploads import BodyLimitedRequest, close_spooled_uploads, paced_uploads
+from lumiku.http.uploads import BodyLimitedRequest, PacedUploads, close_spooled_uploads
 from lumiku.jobs import routes as jobs_routes
 from lumiku.payments import routes as payments_routes
 
@@ -63,7 +63,7 @@ def create_app(deps: Deps, blueprints: Iterable[Blueprint] = ()) -> EdgeMiddlewa
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return EdgeMiddleware(
-        paced_uploads(app),
+        PacedUploads(app),
         deps.settings,
         health.probes(deps),
         endpoints=metrics.endpoints(deps),

@@ -240,10 +240,16 @@ def _implied(path: str, op: Op) -> list[tuple[int, Resp]]:
         implied.append((415, _problem("UNSUPPORTED_MEDIA_TYPE")))
     if op.idempotent:
         implied.append((422, _problem("IDEMPOTENCY_KEY_REUSED with another body")))
+    retry_after = {"Retry-After": {"type": "integer"}}
     if op.rate_limit:
-        implied.append((429, _problem("RATE_LIMITED", **{"Retry-After": {"type": "integer"}})))
-        implied.append((503, _problem("RATE_LIMITER_UNAVAILABLE (failing closed)")))
+        implied.append((429, _problem("RATE_LIMITED", **retry_after)))
     implied.append((431, _problem("REQUEST_HEADERS_TOO_LARGE: request line and headers")))
+    # Every API route may meet a dependency outage (never a 500).
+    unavailable = ["DATABASE_UNAVAILABLE"] if path.startswith("/api/") else []
+    if op.rate_limit:
+        unavailable.insert(0, "RATE_LIMITER_UNAVAILABLE (failing closed)")
+    if unavailable:
+        implied.append((503, _problem(" or ".join(unavailable), **retry_after)))
     implied.append((500, _problem("INTERNAL: logged with the request id, no internals")))
     return implied
 

@@ -1,24 +1,44 @@
 """Errors → RFC 9457 problem details (`application/problem+json`).
 
 `ClientError`s and werkzeug's HTTP exceptions (routing 404/405, 413 from the body limit)
-become problems with a stable upper-case `code`; anything else is logged with its
-traceback and answered 500 `INTERNAL` with the request id and nothing else.
+become problems with a stable upper-case `code`. A dependency outage is a problem too,
+mapped here so no route needs to know: the database's `Unavailable` → 503
+`DATABASE_UNAVAILABLE`, `RedisUnavailable` (a Redis-backed feature with no degraded
+behaviour of its own) → 503 `SERVICE_UNAVAILABLE`, both with `Retry-After` and logged as
+`http.dependency_unavailable` (at most once a second per dependency). quart-trio answers an
+exception group (concurrent calls in one route) as its first member. Anything else is
+logged with its traceback and answered 500 `INTERNAL` with the request id and nothing else:
+a 500 is always our own bug.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Final
 
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
-from lumiku.errors import ClientError, MethodNotAllowed, RateLimited, ServiceUnavailable
+from lumiku.errors import (
+    ClientError,
+    DatabaseUnavailable,
+    MethodNotAllowed,
+    RateLimited,
+    RedisUnavailable,
+    ServiceUnavailable,
+    Unavailable,
+)
 from lumiku.observability.logging import get_logger, request_id_var
 
 log = get_logger(__name__)
 
 PROBLEM_JSON: Final = "application/problem+json"
+# Seconds a client is told to wait after a dependency outage.
+OUTAGE_RETRY_AFTER_S: Final = 5
+LOG_OUTAGE_EVERY_S: Final = 1.0
+_outage_logged_at: dict[str, float] = {}
+_outage_suppressed: dict[str, int] = {}
 
 _HTTP_CODES: Final = {
     400: "BAD_REQUEST",
@@ -82,6 +102,31 @@ def from_http_exception(error: HTTPException) -> Response:
     return response
 
 
+def from_outage(error: Unavailable | RedisUnavailable) -> Response:
+    """The 503 problem for a dependency outage that reached a route; logs it (throttled)."""
+    answer: ServiceUnavailable
+    if isinstance(error, Unavailable):
+        dependency, answer = "database", DatabaseUnavailable(OUTAGE_RETRY_AFTER_S)
+    else:
+        dependency = "redis"
+        answer = ServiceUnavailable(
+            OUTAGE_RETRY_AFTER_S, "A service this request needs did not answer; retry later."
+        )
+    now = time.monotonic()
+    logged_at = _outage_logged_at.get(dependency)
+    if logged_at is not None and now - logged_at < LOG_OUTAGE_EVERY_S:
+        _outage_suppressed[dependency] = _outage_suppressed.get(dependency, 0) + 1
+    else:
+        _outage_logged_at[dependency] = now
+        log.warning(
+            "http.dependency_unavailable",
+            dependency=dependency,
+            error=str(error),
+            suppressed=_outage_suppressed.pop(dependency, 0),
+        )
+    return from_client_error(answer)
+
+
 def internal_error(error: BaseException) -> Response:
     log.error(
         "http.unhandled_exception",
@@ -112,6 +157,14 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(HTTPException)
     async def _http(error: HTTPException) -> Response:
         return from_http_exception(error)
+
+    @app.errorhandler(Unavailable)
+    async def _database(error: Unavailable) -> Response:
+        return from_outage(error)
+
+    @app.errorhandler(RedisUnavailable)
+    async def _redis(error: RedisUnavailable) -> Response:
+        return from_outage(error)
 
     @app.errorhandler(Exception)
     async def _other(error: Exception) -> Response:

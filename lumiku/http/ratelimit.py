@@ -1,10 +1,12 @@
 """Rate limits (SPEC §12): a fixed window per rule and client IP or user.
 
 `RateLimiter.check(rule, identity)` counts one request and answers a `Decision`, or raises
-`RateLimited` (429) when the window is full. When the counters' store is down, rules listed
-in `ratelimit.fail_closed` raise `RateLimiterUnavailable` (503) and the others let the
-request through; both are logged (`ratelimit.store_unavailable`, at most once a second per
-rule) and counted in `statistics()`. Routes use the `rate_limited(rule)` decorator, which
+`RateLimited` (429) when the window is full. When the counters' store is down or does not
+answer within its bound (`redis.command_timeout_s`, see `counters.RedisCounters`), rules
+listed in `ratelimit.fail_closed` raise `RateLimiterUnavailable` (503) and the others let
+the request through: no request waits on, or slips past, a pending check. Both are logged
+(`ratelimit.store_unavailable`, at most once a second per rule) and counted in
+`statistics()`. Routes use the `rate_limited(rule)` decorator, which
 finds the limiter in `current_app.extensions[LIMITER_KEY]` and adds the `RateLimit-*`
 headers to the response, error responses included.
 """

@@ -19,7 +19,7 @@ request ends (`close_spooled_uploads`, a teardown of the app).
 
 quart appends whatever arrives to the request's body buffer, however slowly the parser
 takes it (it waits for its disk writes): a burst of uploads on a busy host would pile up
-whole bodies there. So on upload routes the app's `receive` is paced (`paced_uploads`):
+whole bodies there. So on upload routes the app's `receive` is paced (`PacedUploads`):
 while a streamed body holds MAX_BUFFERED_BYTES unread, the next message waits, hypercorn's
 bounded queue fills and TCP holds the rest back. So a burst of uploads costs the process
 about a megabyte each, plus the decodes `storage.images` lets run at once.
@@ -120,13 +120,16 @@ class PacedBody(TrioBody):
             await self._taken.wait()
 
 
-def paced_uploads(app: ASGIApp) -> ASGIApp:
+@attrs.frozen
+class PacedUploads:
     """`app` with the `receive` of upload routes paced by their body (module docstring).
     The pacing ends with the request: quart-trio cancels its reader once it answered."""
 
-    async def paced_app(scope: Any, receive: Any, send: Any) -> None:
+    app: ASGIApp
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or BODY_LIMIT_SCOPE_KEY not in scope:
-            await app(scope, receive, send)
+            await self.app(scope, receive, send)
             return
 
         async def paced_receive() -> Any:
@@ -135,15 +138,13 @@ def paced_uploads(app: ASGIApp) -> ASGIApp:
                 await body.wait_for_room(MAX_BUFFERED_BYTES)
             return await receive()
 
-        await app(scope, paced_receive, send)
-
-    return paced_app
+        await self.app(scope, paced_receive, send)
 
 
 class BodyLimitedRequest(TrioRequest):
     """quart-trio's request, with the body limit the edge chose for this request
     (`scope["lumiku.max_body_bytes"]`, set on upload routes) instead of the app-wide one,
-    a `PacedBody` (in the scope for `paced_uploads`) and form files spooled to disk."""
+    a `PacedBody` (in the scope for `PacedUploads`) and form files spooled to disk."""
 
     body_class = PacedBody
 

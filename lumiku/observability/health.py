@@ -155,7 +155,7 @@ class Health:
             nursery.start_soon(run, "database", self.store.ping)
             if self.redis is not None:
                 redis = self.redis
-                nursery.start_soon(run, "redis", lambda: redis_ping(redis))
+                nursery.start_soon(run, "redis", lambda: redis_ping(redis, timeout_s))
         return {name: results[name] for name in sorted(results)}
 
     async def detailed(self) -> tuple[int, dict[str, Any]]:

@@ -126,3 +126,24 @@ async def test_the_password_never_reaches_descriptions_or_errors(
             await store.fetch_val(Q.as_integer, password)
         assert password not in str(raised.value)
         assert "***" in str(raised.value)
+
+
+async def test_the_command_bound_cuts_a_slow_statement_and_spares_migration_scripts(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """A statement past `database.command_timeout_s` is Unavailable (its connection is
+    terminated, the pool serves on); a migration script gets `statement_timeout_s` more."""
+    async with open_test_store(
+        postgres_url,
+        tmp_path,
+        migrations=CONTRACT_MIGRATIONS,
+        database_command_timeout_s=0.3,
+        database_pool_max_size=1,
+    ) as store:
+        await store.migrate()
+        with trio.fail_after(5):
+            with pytest.raises(Unavailable, match=r"no answer within 0\.3 s"):
+                await store.fetch_val(Q.sleep, 1.0)
+            assert await store.fetch_val(Q.backend_pid) > 0  # the one connection, anew
+            async with store.transaction() as tx:
+                await tx.execute_script("SELECT pg_sleep(0.5);")

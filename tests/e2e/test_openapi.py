@@ -31,7 +31,7 @@ async def test_every_registered_route_is_documented_and_nothing_else(tmp_path: P
     settings = make_settings(tmp_path)
     async with open_deps(settings, apps=builtin_apps()) as deps:
         edge = create_app(deps)
-        url_map = edge.app.url_map  # type: ignore[attr-defined]
+        url_map = edge.app.app.url_map  # type: ignore[attr-defined]
         at_edge = {*health.probes(deps), *metrics.endpoints(deps)}
         assert set(openapi.EDGE_ROUTES) == {f"GET {p}" for p in at_edge}
         gaps = openapi.coverage(url_map)

@@ -21,7 +21,7 @@ from lumiku.http.middleware import EdgeMiddleware
 from lumiku.http.problems import register_error_handlers
 from lumiku.http.ratelimit import LIMITER_KEY, RateLimiter, rate_limited
 from lumiku.http.server import serve_http
-from lumiku.redis import Client, open_redis
+from lumiku.redis import Client, bounded, open_redis, open_subscription, ping
 from lumiku.shutdown import ShutdownState
 from lumiku.testing import TcpProxy
 from tests.e2e.harness import make_settings
@@ -213,3 +213,89 @@ async def test_a_redis_that_never_answers_times_out_as_unavailable() -> None:
                 await RedisCounters(redis, timeout_s=0.3).hit("k", 30)
             assert trio.current_time() - started < 2
         nursery.cancel_scope.cancel()
+
+
+async def test_silent_redis_fails_login_closed_within_the_limiter_timeout(
+    tmp_path: Path, redis_proxy: tuple[TcpProxy, str]
+) -> None:
+    """Redis dropped (silence, not a reset): every login, sequential or concurrent, answers
+    503 RATE_LIMITER_UNAVAILABLE within the limiter's timeout; none is let through, not
+    even one whose call was pending when the drop began. Counted again after the restore."""
+    proxy, redis_url = redis_proxy
+    settings = make_settings(
+        tmp_path, {"LUMIKU_REDIS_URL": redis_url, "LUMIKU_REDIS_COMMAND_TIMEOUT_S": "0.5"}
+    )
+    with trio.fail_after(30):
+        async with serving(settings) as client:
+            assert (await client.post("/api/_rl/login")).status_code == 200
+            proxy.drop()
+            answers: list[httpx.Response] = []
+
+            async def login() -> None:
+                with trio.fail_after(0.5 + 2):  # the limiter's timeout, and slack
+                    answers.append(await client.post("/api/_rl/login"))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(8):
+                    nursery.start_soon(login)
+            await login()
+            assert [r.status_code for r in answers] == [503] * 9
+            assert {r.json()["code"] for r in answers} == {"RATE_LIMITER_UNAVAILABLE"}
+            opened = await client.get("/api/_rl/health")  # a fail-open rule
+            assert opened.status_code == 200
+
+            proxy.bring_up()
+            while "RateLimit-Limit" not in (await client.get("/api/_rl/health")).headers:
+                await trio.sleep(0.05)
+            # Counted again. Hits sent into the silent connection before the first timeout
+            # reach Redis when the path heals (as retransmitted data does after a
+            # partition), so this window may already be full: a 429, never a 503.
+            back = await client.post("/api/_rl/login")
+            assert back.status_code in (200, 429)
+            assert limits(back)[0] == "5"
+
+
+async def test_subscribing_through_a_silent_network_is_bounded(
+    redis_proxy: tuple[TcpProxy, str],
+) -> None:
+    proxy, redis_url = redis_proxy
+    async with open_redis(RedisSettings(url=redis_url)) as redis:
+        assert redis is not None
+        async with open_subscription(redis, "lumiku:test:bounded") as subscription:
+            assert subscription is not None  # subscribed while the path is open
+        proxy.drop()
+        with trio.fail_after(0.5 + 2), pytest.raises(RedisUnavailable, match="subscription"):
+            async with open_subscription(redis, "lumiku:test:bounded", timeout_s=0.5):
+                pytest.fail("subscribed through a silent network")
+        proxy.bring_up()
+        with trio.fail_after(10):
+            async with open_subscription(redis, "lumiku:test:bounded"):
+                pass
+
+
+BUSY_300_MS = """
+local start = redis.call('TIME')
+repeat
+  local now = redis.call('TIME')
+until (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > 300000
+return 1
+"""
+
+
+async def test_a_call_left_unanswered_discards_its_connection_not_the_subscriptions(
+    redis: Client,
+) -> None:
+    """A command that does not answer in time (a script busy for 300 ms) gets its
+    connection discarded, so the next call connects afresh; a subscription of the same
+    client keeps receiving."""
+    async with open_subscription(redis, "lumiku:test:spared") as subscription:
+        with (
+            trio.fail_after(5),
+            pytest.raises(RedisUnavailable, match="no answer"),
+            bounded(redis, 0.1),
+        ):
+            await redis.eval(BUSY_300_MS, keys=[], args=[])
+        with trio.fail_after(5):
+            await ping(redis, 1.0)
+            await redis.publish("lumiku:test:spared", "still here")
+            assert await subscription.receive() == b"still here"

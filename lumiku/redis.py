@@ -30,13 +30,26 @@ COMMAND_TIMEOUT_S: Final = 1.0
 Client: TypeAlias = "coredis.Redis[bytes]"
 
 
+_FAILURES: Final = (coredis.exceptions.RedisError, OSError, trio.TooSlowError)
+
+
 @contextlib.contextmanager
 def map_redis_errors() -> Iterator[None]:
-    """Translate coredis and socket failures into `RedisUnavailable`."""
+    """Translate coredis and socket failures into `RedisUnavailable`, also when coredis's
+    own tasks (a pubsub's reader and keep-alive) raise several at once in an exception
+    group; a group holding anything else passes through unchanged."""
     try:
         yield
-    except (coredis.exceptions.RedisError, OSError, trio.TooSlowError) as exc:
+    except _FAILURES as exc:
         raise RedisUnavailable(f"redis: {type(exc).__name__}: {exc}") from exc
+    except BaseExceptionGroup as group:
+        failures, rest = group.split(_FAILURES)
+        if failures is None or rest is not None:
+            raise
+        first = failures.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise RedisUnavailable(f"redis: {type(first).__name__}: {first}") from group
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -71,6 +72,12 @@ class Record:
             if after <= at <= until and seen == status:
                 return at
         return None
+
+
+def trouble(service: Restarts) -> str:
+    """The current instance's last warnings and errors, whole, for an assertion message."""
+    lines = [line for line in service.current.lines if line.get("level") != "info"]
+    return "\n".join(json.dumps(line) for line in lines[-40:])
 
 
 def _through(url: str, port: int) -> str:

@@ -26,6 +26,7 @@ from tests.e2e.outages import (
     open_proxies,
     open_scenario,
     outage_env,
+    trouble,
     wait_for_generations,
 )
 from tests.e2e.process import ROOT
@@ -79,13 +80,13 @@ async def run_outages(
                 process = scenario.service.current.process
                 for targets in targets_per_cut:
                     await scenario.outage(targets, mode, seconds)
-                    assert process.returncode is None, scenario.service.current.lines[-20:]
+                    assert process.returncode is None, trouble(scenario.service)
                 await scenario.end_load()
                 record = scenario.record
                 statuses = await wait_for_generations(
                     scenario.base_url, record.generations, FINISH_WITHIN_S
                 )
-                assert process.returncode is None, scenario.service.current.lines[-20:]
+                assert process.returncode is None, trouble(scenario.service)
                 assert await scenario.service.stop(signal.SIGTERM) == 0
         # through the proxies, which are up again
         reconciled = await trio.run_process(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -108,3 +108,34 @@ async def running_service(
         async with httpx.AsyncClient(base_url=addresses[0], timeout=10) as client:
             yield Service(addresses[0], client, state, log, settings)
         state.request("test finished")
+
+
+async def read_sse_frames(
+    client: httpx.AsyncClient,
+    url: str,
+    headers: Mapping[str, str],
+    *,
+    timeout_s: float | None = None,
+    on_frame: Callable[[dict[str, Any]], None] = lambda frame: None,
+) -> list[dict[str, Any]]:
+    """The frames (`id`, `event`, `data` decoded) of one SSE stream, read until the server
+    ends it; `on_frame` sees each as it arrives."""
+    frames: list[dict[str, Any]] = []
+    timeout = httpx.USE_CLIENT_DEFAULT if timeout_s is None else timeout_s
+    async with client.stream("GET", url, headers=dict(headers), timeout=timeout) as response:
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        current: dict[str, Any] = {}
+        async for line in response.aiter_lines():
+            if line == "":
+                if current:
+                    frames.append(current)
+                    on_frame(current)
+                current = {}
+            elif line.startswith("id: "):
+                current["id"] = int(line[4:])
+            elif line.startswith("event: "):
+                current["event"] = line[7:]
+            elif line.startswith("data: "):
+                current["data"] = json.loads(line[6:])
+    return frames

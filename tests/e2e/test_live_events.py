@@ -15,7 +15,14 @@ import trio
 from lumiku import jobs
 from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
 from lumiku.http import sse
-from tests.e2e.harness import Service, bearer, make_settings, register, running_service
+from tests.e2e.harness import (
+    Service,
+    bearer,
+    make_settings,
+    read_sse_frames,
+    register,
+    running_service,
+)
 from tests.e2e.wsclient import WsClient, connect
 
 
@@ -127,24 +134,8 @@ async def test_live_events_arrive_in_order_and_only_for_their_owner(service: Ser
 
 async def read_sse(service: Service, url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
     """The events of one SSE stream, read until the server ends it."""
-    frames: list[dict[str, Any]] = []
     with trio.fail_after(20):
-        async with service.client.stream("GET", url, headers=headers) as response:
-            assert response.status_code == 200
-            assert response.headers["content-type"].startswith("text/event-stream")
-            current: dict[str, Any] = {}
-            async for line in response.aiter_lines():
-                if line == "":
-                    if current:
-                        frames.append(current)
-                    current = {}
-                elif line.startswith("id: "):
-                    current["id"] = int(line[4:])
-                elif line.startswith("event: "):
-                    current["event"] = line[7:]
-                elif line.startswith("data: "):
-                    current["data"] = json.loads(line[6:])
-    return frames
+        return await read_sse_frames(service.client, url, headers)
 
 
 async def test_sse_streams_a_job_and_resumes_from_last_event_id(service: Service) -> None:

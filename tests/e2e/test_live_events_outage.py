@@ -6,7 +6,6 @@ event."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +21,14 @@ from lumiku.config import RedisSettings
 from lumiku.events import RedisBus
 from lumiku.redis import open_redis
 from lumiku.testing import TcpProxy
-from tests.e2e.harness import Service, bearer, make_settings, register, running_service
+from tests.e2e.harness import (
+    Service,
+    bearer,
+    make_settings,
+    read_sse_frames,
+    register,
+    running_service,
+)
 
 GUARD_S = 30
 POLL_S = 0.05
@@ -73,23 +79,8 @@ async def service(
 
 
 async def sse_frames(service: Service, job_id: str, token: str) -> list[dict[str, Any]]:
-    frames: list[dict[str, Any]] = []
     url = f"/api/jobs/{job_id}/events"
-    async with service.client.stream("GET", url, headers=bearer(token), timeout=GUARD_S) as r:
-        assert r.status_code == 200
-        current: dict[str, Any] = {}
-        async for line in r.aiter_lines():
-            if line == "":
-                if current:
-                    frames.append(current)
-                current = {}
-            elif line.startswith("id: "):
-                current["id"] = int(line[4:])
-            elif line.startswith("event: "):
-                current["event"] = line[7:]
-            elif line.startswith("data: "):
-                current["data"] = json.loads(line[6:])
-    return frames
+    return await read_sse_frames(service.client, url, bearer(token), timeout_s=GUARD_S)
 
 
 @pytest.mark.parametrize("mode", ["reset", "drop"])

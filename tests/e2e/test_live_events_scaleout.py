@@ -24,7 +24,14 @@ import trio
 from lumiku import events
 from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
 from lumiku.testing import TcpProxy
-from tests.e2e.harness import Service, bearer, make_settings, register, running_service
+from tests.e2e.harness import (
+    Service,
+    bearer,
+    make_settings,
+    read_sse_frames,
+    register,
+    running_service,
+)
 from tests.e2e.wsclient import Closed, WsClient, connect
 
 TERMINAL: Final = ("generation:completed", "generation:failed", "generation:cancelled")
@@ -179,20 +186,7 @@ async def sse_frames(
     service: Service, url: str, headers: dict[str, str], on_frame: Callable[[dict[str, Any]], None]
 ) -> list[dict[str, Any]]:
     """The frames of one SSE stream, read until the server ends it; `on_frame` sees each."""
-    frames: list[dict[str, Any]] = []
-    async with service.client.stream("GET", url, headers=headers) as response:
-        assert response.status_code == 200
-        current: dict[str, Any] = {}
-        async for line in response.aiter_lines():
-            if line == "" and current:
-                frames.append(current)
-                on_frame(current)
-                current = {}
-            elif line.startswith("id: "):
-                current["id"] = int(line[4:])
-            elif line.startswith("data: "):
-                current["data"] = json.loads(line[6:])
-    return frames
+    return await read_sse_frames(service.client, url, headers, on_frame=on_frame)
 
 
 async def test_a_client_that_stops_reading_is_closed_with_1013_and_nobody_waits_for_it(

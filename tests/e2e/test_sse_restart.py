@@ -26,7 +26,7 @@ from lumiku.config import Settings
 from lumiku.jobs import get_job
 from lumiku.supervisor import open_deps
 from tests.e2e.chaos import JOB_TEST_ENV, open_restarts, settings_of, submit
-from tests.e2e.harness import bearer, register
+from tests.e2e.harness import bearer, read_sse_frames, register
 from tests.e2e.process import base_env
 from tests.e2e.wsclient import connect
 
@@ -80,22 +80,7 @@ async def sse_frames(
     headers = bearer(token)
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
-    frames: list[dict[str, Any]] = []
-    async with client.stream("GET", f"/api/jobs/{job_id}/events", headers=headers) as response:
-        assert response.status_code == 200
-        current: dict[str, Any] = {}
-        async for line in response.aiter_lines():
-            if line == "":
-                if current:
-                    frames.append(current)
-                current = {}
-            elif line.startswith("id: "):
-                current["id"] = int(line[4:])
-            elif line.startswith("event: "):
-                current["event"] = line[7:]
-            elif line.startswith("data: "):
-                current["data"] = json.loads(line[6:])
-    return frames
+    return await read_sse_frames(client, f"/api/jobs/{job_id}/events", headers)
 
 
 async def test_after_a_sigkill_every_jobs_sse_stream_ends_after_one_terminal_event(

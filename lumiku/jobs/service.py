@@ -39,7 +39,7 @@ async def submit_job(
     a `Store.unit`), publish `generation:queued` and wake this
     instance's workers. An Idempotency-Key replay returns the first submission untouched.
     Raises InsufficientCredits (nothing written), IdempotencyKeyReused, IdempotencyKeyInUse."""
-    _app, job_kind = deps.apps.kind(kind)
+    job_kind = deps.kinds.kind(kind)
     submission = await submit(
         deps.store,
         user_id=user.id,

@@ -21,7 +21,8 @@ from functools import partial
 import trio
 
 from lumiku import config, supervisor
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from lumiku.observability import logging as logs
 from lumiku.testing import routes_for_tests
 

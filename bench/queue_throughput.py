@@ -76,8 +76,9 @@ async def run_lumiku(args: argparse.Namespace) -> dict[str, float]:
 
     from lumiku import events
     from lumiku.accounts.service import create_user
-    from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+    from lumiku.apps.registry import App, Registry
     from lumiku.config import load_settings
+    from lumiku.jobs.kinds import JobContext, JobKind, Outcome
     from lumiku.jobs.reaper import serve_reaper
     from lumiku.jobs.service import submit_job
     from lumiku.jobs.signals import serve_signals

@@ -13,7 +13,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from lumiku.payments.packages import PAYMENT_METHOD, parse_packages
+from lumiku.setting_formats import flag_entries, package_entries, payment_method
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -70,24 +70,24 @@ def _packages(value: Any) -> Iterator[str]:
     if not value:
         yield "needs at least one package"
     try:
-        parse_packages(value)
+        package_entries(value)
     except ValueError as exc:
         yield str(exc)
 
 
 def _flag_values(value: Any) -> str | None:
-    from lumiku.flags import parse_entries  # here: lumiku.flags → redis → config → us
-
     try:
-        parse_entries(value)
+        flag_entries(value)
     except ValueError as exc:
         return str(exc)
     return None
 
 
 def _payment_method(value: Any) -> str | None:
-    if not PAYMENT_METHOD.fullmatch(str(value)):
-        return f"{value!r} is not a Duitku payment method code (1-4 letters or digits)"
+    try:
+        payment_method(str(value))
+    except ValueError as exc:
+        return str(exc)
     return None
 
 

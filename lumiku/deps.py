@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from lumiku.events import EventBus
     from lumiku.flags import Flags
     from lumiku.http.ratelimit import RateLimiter
+    from lumiku.jobs.kinds import JobKinds
     from lumiku.jobs.worker import JobControl
     from lumiku.observability.health import Health
     from lumiku.observability.metrics import Metrics
@@ -44,6 +45,7 @@ class Deps:
     counters: Counters
     limiter: RateLimiter
     apps: Registry
+    kinds: JobKinds  # every app's job kinds (apps.job_kinds): what the workers run
     events: EventBus
     instance_id: str  # unique per process: event de-duplication, worker ids
     jobs: JobControl

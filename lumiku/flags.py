@@ -20,7 +20,6 @@ within about a second.
 from __future__ import annotations
 
 import hashlib
-import re
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -30,6 +29,7 @@ import trio
 from lumiku.observability.logging import get_logger
 from lumiku.redis import flags_read, flags_write, open_subscription
 from lumiku.retrying import DEPENDENCY_ERRORS, Backoff, Retrying
+from lumiku.setting_formats import flag_entries, flag_name, flag_value
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-NAME: Final = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 REDIS_KEY: Final = "lumiku:flags"
 CHANNEL: Final = "lumiku:flags:changed"
 SUBSCRIBE_BACKOFF_S: Final = 5.0
@@ -66,33 +65,13 @@ ON: Final = FlagValue(100)
 
 def parse_value(text: str) -> FlagValue:
     """ "on", "off", "true", "false" or a percentage 0..100 ("25" or "25%"); ValueError."""
-    word = text.strip().lower()
-    if word in ("on", "true"):
-        return ON
-    if word in ("off", "false"):
-        return FlagValue(0, off=True)
-    number = word.removesuffix("%").strip()
-    if not number.isdigit() or not 0 <= int(number) <= 100:
-        raise ValueError(f"{text!r} is not on, off or a percentage from 0 to 100")
-    return FlagValue(int(number))
-
-
-def check_name(name: str) -> str:
-    if not NAME.fullmatch(name):
-        raise ValueError(f"{name!r} is not a flag name (lower-case a-z, 0-9, '_', '.', '-')")
-    return name
+    return FlagValue(*flag_value(text))
 
 
 def parse_entries(entries: Iterable[str]) -> dict[str, FlagValue]:
     """`"name=value"` entries (the `flags.values` setting) by name; ValueError naming the
     first bad one."""
-    flags: dict[str, FlagValue] = {}
-    for entry in entries:
-        name, sep, value = entry.partition("=")
-        if not sep:
-            raise ValueError(f"{entry!r} is not name=value")
-        flags[check_name(name.strip())] = parse_value(value)
-    return flags
+    return {name: FlagValue(*value) for name, value in flag_entries(entries).items()}
 
 
 def bucket(name: str, user_id: str) -> int:
@@ -155,7 +134,7 @@ class Flags:
         parsed: dict[str, FlagValue] = {}
         for name, text in raw.items():
             try:
-                parsed[check_name(name)] = parse_value(text)
+                parsed[flag_name(name)] = parse_value(text)
             except ValueError as exc:
                 log.warning("flags.bad_override", flag=name, error=str(exc))
         if parsed != self.overrides:
@@ -243,4 +222,4 @@ async def _listen(
 
 async def set_override(redis: Client, name: str, value: FlagValue | None) -> None:
     """Write (or with None remove) the runtime value of `name` and tell every instance."""
-    await flags_write(redis, REDIS_KEY, CHANNEL, check_name(name), value.text if value else None)
+    await flags_write(redis, REDIS_KEY, CHANNEL, flag_name(name), value.text if value else None)

@@ -15,8 +15,9 @@ import trio
 
 from lumiku import exit_codes
 from lumiku.errors import RedisUnavailable
-from lumiku.flags import Flags, FlagValue, check_name, parse_value, refresh, set_override
+from lumiku.flags import Flags, FlagValue, parse_value, refresh, set_override
 from lumiku.redis import open_redis
+from lumiku.setting_formats import flag_name
 
 if TYPE_CHECKING:
     import argparse
@@ -47,7 +48,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.flags_command == "list":
             return trio.run(_list, settings, bool(args.json))
-        name = check_name(args.name)
+        name = flag_name(args.name)
         value = parse_value(args.value) if args.flags_command == "set" else None
     except ValueError as exc:
         print(f"lumiku: {exc}", file=sys.stderr)

@@ -330,6 +330,7 @@ async def open_deps(
         instance_id = uuid.uuid4().hex
         control = JobControl()
         troubles = TaskTroubles()
+        apps = apps or Registry()
 
         async def details() -> dict[str, Any]:
             workers = control.workers.statistics() if control.workers else {"busy": 0, "total": 0}
@@ -350,7 +351,8 @@ async def open_deps(
             hasher=Hasher.from_settings(settings.auth),
             counters=counters,
             limiter=RateLimiter(settings.ratelimit, counters),
-            apps=apps or Registry(),
+            apps=apps,
+            kinds=apps.job_kinds,
             events=events.make_bus(redis, instance_id),
             instance_id=instance_id,
             jobs=control,

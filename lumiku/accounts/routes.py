@@ -8,7 +8,7 @@ import attrs
 from quart import Blueprint
 
 from lumiku.accounts import service
-from lumiku.credits import ledger
+from lumiku.credits import service as credits_service
 from lumiku.http.auth import authenticated, current_user, user_identity
 from lumiku.http.bodies import read_body
 from lumiku.http.context import current_deps
@@ -36,7 +36,7 @@ async def register() -> tuple[dict[str, Any], int]:
     body = await read_body(RegisterBody)
     deps = current_deps()
     session = await service.register(deps, email=body.email, password=body.password, name=body.name)
-    balance = await ledger.balance(deps.store, session.user.id)
+    balance = await credits_service.balance(deps, session.user.id)
     return {"user": session.user.as_dict(), "token": session.token, "balance": balance}, 201
 
 
@@ -52,7 +52,7 @@ async def login() -> dict[str, Any]:
 @authenticated
 async def profile() -> dict[str, Any]:
     user = current_user()
-    balance = await ledger.balance(current_deps().store, user.id)
+    balance = await credits_service.balance(current_deps(), user.id)
     return {"user": user.as_dict(), "balance": balance}
 
 

@@ -3,92 +3,27 @@
 An app is a plugin: an id (`avatar-creator`), its routes (a blueprint mounted under
 `/api/apps/<app-id>`), its job kinds (each with the handler that runs it, a per-instance
 concurrency, a timeout and the attempts allowed), its server-side costs and the feature flag
-that hides it. The HTTP layer mounts the blueprints, the workers look kinds up here, and
-`GET /api/apps` lists what the current user may use. Tests and benchmarks register their own
-small app the same way.
+that hides it. The HTTP layer mounts the blueprints, the workers get every app's job kinds
+as one `jobs.kinds.JobKinds` (`job_kinds`, handed to them as `Deps.kinds`: `jobs` knows no
+app), and `GET /api/apps` lists what the current user may use. Tests and benchmarks register
+their own small app the same way.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
+from lumiku.jobs.kinds import JobKind, JobKinds
+
 if TYPE_CHECKING:
-    from uuid import UUID
+    from collections.abc import Iterable, Mapping
 
     from quart import Blueprint
 
-    from lumiku.deps import Deps
-
 _APP_ID: Final = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
-_KIND: Final = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
-
-
-class JobContext(Protocol):
-    """What a handler gets from the worker running its job."""
-
-    @property
-    def job_id(self) -> str: ...
-
-    @property
-    def payload(self) -> Mapping[str, Any]: ...
-
-    @property
-    def attempt(self) -> int: ...
-
-    @property
-    def user_id(self) -> UUID:
-        """Whose job it is (every row a handler writes belongs to them)."""
-
-    @property
-    def deps(self) -> Deps:
-        """The service's resources: the store, storage, providers, settings."""
-
-    async def progress(self, completed: int, total: int, stage: str) -> None:
-        """Report progress; the worker stores it and publishes a `generation:progress` event."""
-
-    def deliver(self, cost: int) -> None:
-        """Record that work worth `cost` credits was delivered (what a cancellation keeps)."""
-
-
-@attrs.frozen
-class Outcome:
-    """A handler's result: what it produced, and the cost of what it could not deliver
-    (refunded when the job ends; a partial success still succeeds)."""
-
-    result: Mapping[str, Any]
-    undelivered_cost: int = 0
-
-
-Handler = Callable[[JobContext], Awaitable[Outcome]]
-
-
-@attrs.frozen
-class JobKind:
-    """A kind of job an app runs: `handler` raises errors.Transient / RateLimitedUpstream /
-    Permanent to steer retries; trio cancellation means the job was cancelled or released.
-
-    `available(deps)`, when given, is asked before every claim: while it answers False the
-    kind's jobs are not claimed here — they wait in the queue, neither failed nor retried (e.g.
-    while the circuit breaker of the provider they need is open)."""
-
-    name: str
-    handler: Handler
-    concurrency: int = 2
-    timeout_s: float = 300.0
-    max_attempts: int = 3
-    available: Callable[[Deps], bool] | None = None
-
-    def __attrs_post_init__(self) -> None:
-        if not _KIND.match(self.name):
-            raise ValueError(f"job kind {self.name!r} must look like app.action")
-        if self.concurrency < 1 or self.timeout_s <= 0 or self.max_attempts < 1:
-            raise ValueError(
-                f"job kind {self.name!r}: concurrency, timeout and attempts must be positive"
-            )
 
 
 @attrs.frozen
@@ -126,7 +61,7 @@ class Registry:
 
     def __init__(self, apps: Iterable[App] = ()) -> None:
         self._apps: dict[str, App] = {}
-        self._kinds: dict[str, tuple[App, JobKind]] = {}
+        self.job_kinds = JobKinds()  # every app's kinds, for the workers (`Deps.kinds`)
         for app in apps:
             self.register(app)
 
@@ -134,12 +69,10 @@ class Registry:
         """Add `app`; refuses a second app with the same id or a job kind already taken."""
         if app.id in self._apps:
             raise ValueError(f"app {app.id!r} is registered already")
-        for kind in app.kinds:
-            if kind.name in self._kinds:
-                raise ValueError(f"job kind {kind.name!r} is registered already")
+        JobKinds([*self.job_kinds.all(), *app.kinds])  # refuses a name taken, adds nothing
         self._apps[app.id] = app
         for kind in app.kinds:
-            self._kinds[kind.name] = (app, kind)
+            self.job_kinds.add(kind)
 
     def apps(self) -> tuple[App, ...]:
         return tuple(self._apps.values())
@@ -147,13 +80,6 @@ class Registry:
     def app(self, app_id: str) -> App:
         """The app with `app_id`; KeyError when there is none."""
         return self._apps[app_id]
-
-    def kind(self, name: str) -> tuple[App, JobKind]:
-        """The app and definition of job kind `name`; KeyError when unknown."""
-        return self._kinds[name]
-
-    def kinds(self) -> tuple[JobKind, ...]:
-        return tuple(kind for _app, kind in self._kinds.values())
 
     def blueprints(self) -> tuple[Blueprint, ...]:
         return tuple(app.blueprint for app in self._apps.values() if app.blueprint is not None)

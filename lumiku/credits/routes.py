@@ -8,8 +8,8 @@ from typing import Any
 import attrs
 from quart import Blueprint
 
-from lumiku.credits import ledger
-from lumiku.credits.grants import grant_credits, grant_problems
+from lumiku.credits import service
+from lumiku.credits.grants import grant_problems
 from lumiku.errors import FieldError, ValidationFailed
 from lumiku.http.auth import admin_only, authenticated, current_user
 from lumiku.http.bodies import query_int, read_body
@@ -21,7 +21,7 @@ blueprint = Blueprint("credits", __name__)
 @blueprint.get("/api/credits/balance")
 @authenticated
 async def balance() -> dict[str, Any]:
-    return {"balance": await ledger.balance(current_deps().store, current_user().id)}
+    return {"balance": await service.balance(current_deps(), current_user().id)}
 
 
 @blueprint.get("/api/credits/history")
@@ -30,8 +30,8 @@ async def history() -> dict[str, Any]:
     from quart import request
 
     limit = query_int("limit", 20, 1, 100)
-    page = await ledger.history(
-        current_deps().store, current_user().id, limit=limit, cursor=request.args.get("cursor")
+    page = await service.history(
+        current_deps(), current_user().id, limit=limit, cursor=request.args.get("cursor")
     )
     return page.as_dict()
 
@@ -62,8 +62,8 @@ async def admin_grant() -> tuple[dict[str, Any], int]:
     problems = [*_target_problems(body), *grant_problems(body.amount, body.reason)]
     if problems:
         raise ValidationFailed(problems)
-    _user, entry = await grant_credits(
-        current_deps().store,
+    _user, entry = await service.grant(
+        current_deps(),
         amount=body.amount,
         reason=body.reason,
         granted_by=current_user().email,

@@ -7,14 +7,11 @@ from typing import Any
 
 from quart import Blueprint, request
 
-from lumiku import events
 from lumiku.errors import NotFound
 from lumiku.http.auth import admin_only, authenticated, current_user, is_admin
 from lumiku.http.bodies import query_int
 from lumiku.http.context import current_deps
-from lumiku.jobs import queue, transitions
-from lumiku.jobs.announce import announce
-from lumiku.jobs.models import Transition
+from lumiku.jobs import service
 
 blueprint = Blueprint("jobs", __name__)
 
@@ -29,8 +26,8 @@ def _job_id(raw: str) -> uuid.UUID:
 @blueprint.get("/api/jobs")
 @authenticated
 async def list_jobs() -> dict[str, Any]:
-    page = await queue.list_jobs(
-        current_deps().store,
+    page = await service.user_jobs(
+        current_deps(),
         current_user().id,
         status=request.args.get("status"),
         kind=request.args.get("kind"),
@@ -44,8 +41,8 @@ async def list_jobs() -> dict[str, Any]:
 @authenticated
 async def get_job(job_id: str) -> dict[str, Any]:
     user = current_user()
-    job = await queue.get_job(
-        current_deps().store, _job_id(job_id), user_id=user.id, is_admin=is_admin(user)
+    job = await service.user_job(
+        current_deps(), _job_id(job_id), user_id=user.id, is_admin=is_admin(user)
     )
     return {"job": job.as_dict()}
 
@@ -55,26 +52,20 @@ async def get_job(job_id: str) -> dict[str, Any]:
 async def cancel(job_id: str) -> tuple[dict[str, Any], int]:
     """200 with the cancelled job (a queued job, refunded at once); 202 while a running job
     is being stopped; 409 JOB_FINISHED for a finished one; 404 for anyone else's."""
-    deps, user = current_deps(), current_user()
-    outcome = await transitions.cancel(
-        deps.store, _job_id(job_id), user_id=user.id, is_admin=is_admin(user)
+    user = current_user()
+    outcome = await service.cancel_job(
+        current_deps(), _job_id(job_id), user_id=user.id, is_admin=is_admin(user)
     )
-    job = outcome.job
     if outcome.immediate:
-        if outcome.changed:  # cancelled while queued; asking again announces nothing
-            deps.jobs.metrics.finished(job.kind, job.status)
-            deps.jobs.metrics.refunded(job.app, job.refunded)
-            await announce(deps.events, Transition(job, job.event_seq, job.refunded))
-        return {"job": job.as_dict()}, 200
-    deps.jobs.cancel_here(job.id)
-    return {"job": job.as_dict(), "cancel_requested": True}, 202
+        return {"job": outcome.job.as_dict()}, 200
+    return {"job": outcome.job.as_dict(), "cancel_requested": True}, 202
 
 
 @blueprint.get("/api/admin/jobs")
 @admin_only
 async def admin_jobs() -> dict[str, Any]:
-    page = await queue.list_admin(
-        current_deps().store,
+    page = await service.every_job(
+        current_deps(),
         status=request.args.get("status"),
         limit=query_int("limit", 20, 1, 100),
         cursor=request.args.get("cursor"),
@@ -86,20 +77,5 @@ async def admin_jobs() -> dict[str, Any]:
 @admin_only
 async def admin_retry(job_id: str) -> tuple[dict[str, Any], int]:
     """Queue a failed job again, charging its user again (402 when they cannot pay)."""
-    deps = current_deps()
-    done = await transitions.admin_retry(deps.store, _job_id(job_id))
-    job = done.job
-    await deps.events.publish(
-        events.Event(
-            type=events.QUEUED,
-            job_id=str(job.id),
-            user_id=str(job.user_id),
-            seq=done.event_seq,
-            ts=events.utc_now(),
-            data={"attempt": job.attempt, "retried_by_admin": True},
-        )
-    )
-    deps.jobs.metrics.submitted(job.kind)
-    deps.jobs.metrics.charged(job.app, job.cost)
-    deps.jobs.wake()
+    job = await service.retry_job(current_deps(), _job_id(job_id))
     return {"job": job.as_dict()}, 202

@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from uuid import UUID
 
-    from lumiku.apps.registry import JobKind, Outcome
     from lumiku.deps import Deps
+    from lumiku.jobs.kinds import JobKind, Outcome
     from lumiku.jobs.models import Job, Transition
     from lumiku.systemd import Beacon
 
@@ -212,7 +212,7 @@ class Workers:
         return True
 
     def statistics(self) -> dict[str, int]:
-        total = sum(kind.concurrency for kind in self.deps.apps.kinds())
+        total = sum(kind.concurrency for kind in self.deps.kinds.all())
         return {"busy": len(self.running), "total": total}
 
     async def publish(self, job: Job, kind: str, seq: int, data: dict[str, Any]) -> None:
@@ -323,7 +323,7 @@ async def _claim(workers: Workers) -> list[Job] | None:
         busy[running.kind] = busy.get(running.kind, 0) + 1
     slots = {
         k.name: k.concurrency - busy.get(k.name, 0)
-        for k in deps.apps.kinds()
+        for k in deps.kinds.all()
         if k.available is None or k.available(deps)  # held: its provider is unavailable
     }
     slots = {name: free for name, free in slots.items() if free > 0}
@@ -346,7 +346,7 @@ async def _claim(workers: Workers) -> list[Job] | None:
 async def _run_job(workers: Workers, job: Job) -> None:
     job_id_var.set(str(job.id))
     running = workers.running[job.id]
-    _app, kind = workers.deps.apps.kind(job.kind)
+    kind = workers.deps.kinds.kind(job.kind)
     context = RunContext(workers, job)
     outcome: Outcome | BaseException | None = None
     try:

@@ -49,7 +49,8 @@ from lumiku.payments.duitku import (
     InquiryFailed,
     signature_ok,
 )
-from lumiku.payments.packages import PAYMENT_METHOD, Package, parse_packages
+from lumiku.payments.packages import Package, parse_packages
+from lumiku.setting_formats import PAYMENT_METHOD
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

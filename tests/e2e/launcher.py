@@ -18,7 +18,8 @@ from typing import Final
 import trio
 
 from lumiku import config, supervisor
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from lumiku.observability import logging as logs
 from lumiku.testing import routes_for_tests
 

@@ -8,7 +8,8 @@ from typing import Any
 import trio
 from quart import Blueprint
 
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from tests.e2e.harness import bearer, make_settings, register, running_service
 
 

@@ -12,7 +12,8 @@ from typing import Any
 import attrs
 import trio
 
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from tests.e2e.harness import Service, bearer, make_settings, register, running_service
 
 COST = 10

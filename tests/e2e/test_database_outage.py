@@ -23,8 +23,9 @@ import attrs
 import trio
 
 from lumiku import supervisor
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
 from lumiku.credits.reconcile import LEDGER_CHECKS, reconcile
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from lumiku.jobs.reconcile_checks import JOB_CHECKS
 from lumiku.observability import logging as logs
 from lumiku.payments.checks import PAYMENT_CHECKS

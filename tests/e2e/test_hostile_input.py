@@ -38,10 +38,11 @@ from lumiku.apps.avatar_creator import requests as avatar_requests
 from lumiku.apps.avatar_creator.app import make_app as make_avatar_creator
 from lumiku.apps.pose_generator import requests as pose_requests
 from lumiku.apps.pose_generator.app import make_app as make_pose_generator
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
 from lumiku.convert import structure
 from lumiku.credits.grants import GRANT_MAX
 from lumiku.db.queries import Query
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from lumiku.payments import routes as payment_routes
 from lumiku.supervisor import open_deps
 from tests.e2e.harness import (

@@ -14,10 +14,11 @@ import httpx
 import pytest
 import trio
 
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
 from lumiku.credits.grants import grant_credits
 from lumiku.db.queries import load_queries
 from lumiku.jobs import purge_idempotency_keys
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from lumiku.jobs.submit import KEY_TTL
 from lumiku.supervisor import open_deps
 from tests.e2e.harness import Service, bearer, make_settings, register, running_service

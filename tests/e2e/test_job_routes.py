@@ -12,9 +12,10 @@ import trio
 
 from lumiku import jobs
 from lumiku.accounts.service import create_user
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
 from lumiku.credits.ledger import CreditsPolicy
 from lumiku.errors import Permanent
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from lumiku.supervisor import open_deps
 from tests.e2e.harness import (
     STRONG_PASSWORD,

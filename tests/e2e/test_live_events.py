@@ -13,8 +13,9 @@ import pytest
 import trio
 
 from lumiku import jobs
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
 from lumiku.http import sse
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from tests.e2e.harness import (
     Service,
     bearer,

@@ -16,9 +16,10 @@ import pytest
 import trio
 
 from lumiku import events, jobs
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
 from lumiku.config import RedisSettings
 from lumiku.events import RedisBus
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from lumiku.redis import open_redis
 from lumiku.testing import TcpProxy
 from tests.e2e.harness import (

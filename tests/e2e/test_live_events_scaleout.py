@@ -22,7 +22,8 @@ from typing import Any, Final
 import trio
 
 from lumiku import events
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from lumiku.testing import TcpProxy
 from tests.e2e.harness import (
     Service,

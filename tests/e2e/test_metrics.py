@@ -16,8 +16,9 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from lumiku import supervisor
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
 from lumiku.errors import Permanent
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from lumiku.observability import logging as logs
 from tests.e2e.harness import Service, bearer, make_settings, register, running_service
 from tests.e2e.wsclient import connect

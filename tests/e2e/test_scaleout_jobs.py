@@ -31,9 +31,10 @@ import attrs
 import httpx
 import trio
 
-from lumiku.apps.registry import App, Handler, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
 from lumiku.db.queries import Query, build_queries
 from lumiku.db.store import Store
+from lumiku.jobs.kinds import Handler, JobContext, JobKind, Outcome
 from lumiku.jobs.submit import Q as JOBS_Q
 from tests.e2e.harness import Service, bearer, make_settings, register, running_service
 from tests.services import open_test_store

@@ -25,7 +25,8 @@ import trio
 import trio.testing
 
 from lumiku import events
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from tests.e2e.harness import Service, bearer, make_settings, register, running_service
 from tests.e2e.test_live_events_scaleout import (
     FLOOD_STAGE_BYTES,

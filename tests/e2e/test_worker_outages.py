@@ -21,12 +21,13 @@ import trio.testing
 
 from lumiku import jobs
 from lumiku.accounts.service import create_user
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
 from lumiku.credits import ledger
 from lumiku.credits.ledger import CreditsPolicy
 from lumiku.deps import Deps
 from lumiku.errors import Permanent, Transient
 from lumiku.events import TERMINAL, Event
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from lumiku.jobs.reaper import serve_reaper
 from lumiku.jobs.worker import Workers, serve_workers, trio_clock
 from lumiku.observability import logging as logs

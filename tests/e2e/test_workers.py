@@ -17,12 +17,13 @@ import trio.testing
 
 from lumiku import jobs
 from lumiku.accounts.service import create_user
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
 from lumiku.credits import ledger
 from lumiku.credits.ledger import CreditsPolicy
 from lumiku.deps import Deps
 from lumiku.errors import Permanent, ProviderUnavailable, RateLimitedUpstream, Transient
 from lumiku.events import TERMINAL, Event
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 from lumiku.jobs.worker import Workers, serve_workers, trio_clock
 from lumiku.supervisor import open_deps
 from lumiku.systemd import Beacon

@@ -14,12 +14,13 @@ import trio
 
 from lumiku import jobs
 from lumiku.accounts.service import create_user
-from lumiku.apps.registry import App, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
 from lumiku.credits.ledger import CreditsPolicy
 from lumiku.deps import Deps
 from lumiku.errors import RedisUnavailable
 from lumiku.events import STREAM_PREFIX, TERMINAL
 from lumiku.jobs.announce import announce
+from lumiku.jobs.kinds import JobKind, Outcome
 from lumiku.jobs.restore import SETTLE_S, RestoreCursor, restore_terminal_events
 from lumiku.supervisor import open_deps
 from lumiku.testing import TcpProxy

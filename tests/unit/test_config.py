@@ -978,3 +978,49 @@ def test_secret_values_include_the_generated_jwt_secret(tmp_path: Path) -> None:
 def test_secret_values_include_the_real_password_not_only_its_url_quoting(tmp_path: Path) -> None:
     env = {"REDIS_HOST": "cache", "REDIS_PASSWORD": "p@ss:w/rd#1"}
     assert "p@ss:w/rd#1" in load(tmp_path, env=env).secret_values()
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "message"),
+    [
+        ("[payments]\npackages = []\n", "payments.packages", "needs at least one package"),
+        (
+            '[payments]\npackages = ["x:1"]\n',
+            "payments.packages",
+            "'x:1' is not id:credits:price_idr",
+        ),
+        (
+            '[payments]\npackages = ["a:1:99"]\n',
+            "payments.packages",
+            "'a:1:99': price_idr must be an integer of at least 10000",
+        ),
+        (
+            '[payments]\npackages = ["a:1:15000", "a:2:20000"]\n',
+            "payments.packages",
+            "package id 'a' appears twice",
+        ),
+        (
+            '[payments]\ndefault_method = "qris!"\n',
+            "payments.default_method",
+            "'qris!' is not a Duitku payment method code (1-4 letters or digits)",
+        ),
+        ('[flags]\nvalues = ["a"]\n', "flags.values", "'a' is not name=value"),
+        (
+            '[flags]\nvalues = ["Big=on"]\n',
+            "flags.values",
+            "'Big' is not a flag name (lower-case a-z, 0-9, '_', '.', '-')",
+        ),
+        (
+            '[flags]\nvalues = ["a=lots"]\n',
+            "flags.values",
+            "'lots' is not on, off or a percentage from 0 to 100",
+        ),
+    ],
+)
+def test_domain_values_are_checked_with_the_domains_own_messages(
+    tmp_path: Path, toml: str, key: str, message: str
+) -> None:
+    """Packages, the payment method and flag entries are parsed by the one parser their
+    domain uses too; config reports its messages under the key."""
+    found = problems(tmp_path, write_toml(tmp_path, toml))
+    assert [(p.key, p.message) for p in found] == [(key, message)]

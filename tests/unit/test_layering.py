@@ -1,4 +1,10 @@
-"""DESIGN's ownership rules, checked on the source: who may import which driver."""
+"""DESIGN's ownership rules, checked on the source.
+
+Drivers: who may import which driver, and only config reads the environment. Internal
+rules (DESIGN "Layout", SPEC §17): the core never imports an app (so `jobs` does not import
+`apps`), config imports no domain code, and routes never touch the Store. Each rule's
+checker is shown failing on a planted violation below.
+"""
 
 from __future__ import annotations
 
@@ -105,3 +111,176 @@ def test_the_check_sees_a_violation(tmp_path: Path) -> None:
     harmless = tmp_path / "doc.py"
     harmless.write_text('"""We never touch os.environ here."""\n')
     assert not reads_environment(harmless)
+
+
+# --- internal rules: every import counts, type-only and function-level ones included ---------
+
+CORE_PACKAGES = ("accounts", "credits", "jobs", "events", "payments", "storage", "providers", "db")
+# The configuration layer: the settings tree, its loading and validation, the value formats.
+CONFIG_MODULES = ("config.py", "config_rules.py", "settings.py", "setting_formats.py")
+# All that configuration may import of lumiku: itself and the error tree (DESIGN: config
+# knows no domain; a domain value is checked with a domain-free parser, `setting_formats`).
+CONFIG_MAY_IMPORT = frozenset(
+    {"lumiku.errors", *(f"lumiku.{name.removesuffix('.py')}" for name in CONFIG_MODULES)}
+)
+
+
+def lumiku_modules(path: Path) -> set[str]:
+    """The `lumiku` modules `path` imports, wherever the import stands (under TYPE_CHECKING,
+    inside a function): `from lumiku import apps` → lumiku.apps, `from lumiku.jobs.kinds
+    import JobKind` → lumiku.jobs.kinds."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "lumiku":
+                found.update(f"lumiku.{alias.name}" for alias in node.names)
+            else:
+                found.add(node.module)
+    return {name for name in found if name == "lumiku" or name.startswith("lumiku.")}
+
+
+def within(module: str, package: str) -> bool:
+    return module == package or module.startswith(f"{package}.")
+
+
+def core_imports_of_apps(path: Path) -> list[str]:
+    return sorted(m for m in lumiku_modules(path) if within(m, "lumiku.apps"))
+
+
+def domain_imports_of_config(path: Path) -> list[str]:
+    return sorted(m for m in lumiku_modules(path) - CONFIG_MAY_IMPORT if m != "lumiku")
+
+
+def _is_store(node: ast.AST) -> bool:
+    """`deps.store`, `current_deps().store`, or a bare name `store`."""
+    return (isinstance(node, ast.Attribute) and node.attr == "store") or (
+        isinstance(node, ast.Name) and node.id == "store"
+    )
+
+
+def store_uses(path: Path) -> list[int]:
+    """Lines where `path` mentions the Store at all (routes pass `deps` to services)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return sorted({node.lineno for node in ast.walk(tree) if _is_store(node)})
+
+
+def store_calls(path: Path) -> list[int]:
+    """Lines where `path` calls the Store itself (`deps.store.fetch_one(...)`,
+    `store.transaction()`) or imports the SQL machinery of `lumiku.db`."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    lines = {
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and _is_store(node.func.value)
+    }
+    lines.update(
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        and node.module
+        and node.level == 0
+        and within(node.module, "lumiku.db")
+    )
+    return sorted(lines)
+
+
+def in_core(relative: str) -> bool:
+    return relative.startswith(tuple(f"{package}/" for package in CORE_PACKAGES)) or (
+        relative in CONFIG_MODULES
+    )
+
+
+ROUTES = sorted(path for path in SOURCES if path.name == "routes.py")
+# The one exception, named: Pose Generator's fat routes hand `deps.store` to a service that
+# takes the store (not `deps`) and run SQL of their own (`fetch_one(Q.generation_by_job)`,
+# `execute(Q.update_pose_exports)`). Issue 14 ("Avatar Creator and Pose Generator follow
+# the same conventions": thin routes, services taking deps) removes it; once the module is
+# clean, `test_the_allow_list_is_not_stale` fails until the entry goes.
+TOUCHES_THE_STORE = frozenset({"apps/pose_generator/routes.py"})
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in SOURCES if in_core(str(p.relative_to(PACKAGE)))],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_the_core_never_imports_an_app(path: Path) -> None:
+    """accounts, credits, jobs (the job contract is `jobs.kinds`: apps bring their kinds
+    through `Deps.kinds`), events, payments, storage, providers, db and config."""
+    assert core_imports_of_apps(path) == []
+
+
+def test_jobs_does_not_import_apps() -> None:
+    jobs = sorted((PACKAGE / "jobs").rglob("*.py"))
+    assert PACKAGE / "jobs" / "worker.py" in jobs
+    assert {str(p.relative_to(PACKAGE)): core_imports_of_apps(p) for p in jobs} == {
+        str(p.relative_to(PACKAGE)): [] for p in jobs
+    }
+
+
+@pytest.mark.parametrize("name", CONFIG_MODULES)
+def test_config_imports_no_domain_code(name: str) -> None:
+    assert domain_imports_of_config(PACKAGE / name) == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in ROUTES if str(p.relative_to(PACKAGE)) not in TOUCHES_THE_STORE],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_routes_never_touch_the_store(path: Path) -> None:
+    """Routes call services with `deps`; they neither call the Store nor hand it on."""
+    relative = str(path.relative_to(PACKAGE))
+    assert store_calls(path) == [], f"{relative} calls the Store or loads SQL"
+    assert store_uses(path) == [], f"{relative} hands the Store on; call a service with deps"
+
+
+def test_the_allow_list_is_not_stale() -> None:
+    assert {str(p.relative_to(PACKAGE)) for p in ROUTES} >= TOUCHES_THE_STORE
+    for relative in TOUCHES_THE_STORE:
+        assert store_uses(PACKAGE / relative), f"{relative} is clean: drop it from the list"
+
+
+def test_the_internal_checks_see_a_violation(tmp_path: Path) -> None:
+    job_module = tmp_path / "worker.py"
+    job_module.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from lumiku import apps\n"
+        "if TYPE_CHECKING:\n    from lumiku.apps.registry import JobKind\n"
+        "def late():\n    import lumiku.apps.builtin\n"
+        "from lumiku.jobs.kinds import Outcome\n"
+    )
+    assert core_imports_of_apps(job_module) == [
+        "lumiku.apps",
+        "lumiku.apps.builtin",
+        "lumiku.apps.registry",
+    ]
+    config_module = tmp_path / "config_rules.py"
+    config_module.write_text(
+        "from lumiku.errors import ConfigError\n"
+        "from lumiku.setting_formats import flag_entries\n"
+        "def rule(value):\n    from lumiku.flags import parse_entries\n"
+        "from lumiku.payments.packages import parse_packages\n"
+        "from lumiku import redis\n"
+    )
+    assert domain_imports_of_config(config_module) == [
+        "lumiku.flags",
+        "lumiku.payments.packages",
+        "lumiku.redis",
+    ]
+    routes = tmp_path / "routes.py"
+    routes.write_text(
+        "async def passes(deps):\n    return await ledger.balance(deps.store, 1)\n"
+        "async def calls(deps):\n    return await deps.store.fetch_one(Q.row, 1)\n"
+        "async def opens():\n    async with current_deps().store.transaction() as tx:\n"
+        "        pass\n"
+        "from lumiku.db.queries import load_queries\n"
+        "async def thin(deps):\n    return await service.balance(deps, 1)\n"
+    )
+    assert store_calls(routes) == [4, 6, 8]
+    assert store_uses(routes) == [2, 4, 6]

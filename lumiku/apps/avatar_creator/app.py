@@ -8,7 +8,8 @@ from lumiku.apps.avatar_creator import requests
 from lumiku.apps.avatar_creator.handlers import generate_avatar
 from lumiku.apps.avatar_creator.routes import make_blueprint
 from lumiku.apps.avatar_creator.service import APP_ID, KIND_FROM_PRESET, KIND_GENERATE
-from lumiku.apps.registry import App, JobKind
+from lumiku.apps.registry import App
+from lumiku.jobs.kinds import JobKind
 
 if TYPE_CHECKING:
     from lumiku.deps import Deps

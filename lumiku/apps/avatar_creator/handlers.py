@@ -19,17 +19,17 @@ from uuid import UUID
 import trio
 
 from lumiku.apps.avatar_creator.service import APP_ID, CLEANUP_BUDGET_S, Q
-from lumiku.apps.registry import Outcome
 from lumiku.errors import ClientError, Permanent
+from lumiku.jobs.kinds import Outcome
 from lumiku.jobs.models import new_job_id
 from lumiku.providers.base import AvatarAttributes, AvatarRequest
 from lumiku.storage.base import prefix_of
 from lumiku.storage.images import sniff, store_with_thumbnail, validate_upload
 
 if TYPE_CHECKING:
-    from lumiku.apps.registry import JobContext
     from lumiku.db.store import Row
     from lumiku.deps import Deps
+    from lumiku.jobs.kinds import JobContext
     from lumiku.storage.images import CleanImage, StoredImage
 
 STEPS: Final = 4

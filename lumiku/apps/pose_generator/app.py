@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING, Final
 
 from lumiku.apps.pose_generator import handlers, requests, routes
 from lumiku.apps.pose_generator.service import APP_ID
-from lumiku.apps.registry import App, JobKind
+from lumiku.apps.registry import App
+from lumiku.jobs.kinds import JobKind
 
 GENERATE_TIMEOUT_S: Final = 3600.0
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from lumiku.apps.pose_generator import library, requests, service
 from lumiku.apps.pose_generator.service import APP_ID, Q
-from lumiku.apps.registry import Outcome
 from lumiku.errors import Permanent, ValidationFailed
+from lumiku.jobs.kinds import Outcome
 from lumiku.jobs.models import new_job_id
 from lumiku.providers.base import (
     BackgroundRequest,
@@ -36,8 +36,8 @@ from lumiku.storage.base import new_key
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from lumiku.apps.registry import JobContext
     from lumiku.deps import Deps
+    from lumiku.jobs.kinds import JobContext
 
 PNG: Final = "image/png"
 

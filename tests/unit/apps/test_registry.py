@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from quart import Blueprint
 
-from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.apps.registry import App, Registry
+from lumiku.jobs.kinds import JobContext, JobKind, Outcome
 
 
 async def noop(ctx: JobContext) -> Outcome:
@@ -15,10 +16,10 @@ def test_lookup_by_app_and_kind() -> None:
     app = App("demo", "Demo", kinds=(kind,), costs={"render": 10})
     registry = Registry([app])
     assert registry.app("demo") is app
-    assert registry.kind("demo.render") == (app, kind)
-    assert registry.kinds() == (kind,)
+    assert registry.job_kinds.kind("demo.render") is kind  # what the workers get
+    assert registry.job_kinds.all() == (kind,)
     with pytest.raises(KeyError):
-        registry.kind("demo.other")
+        registry.app("other")
 
 
 def test_duplicates_are_refused() -> None:
@@ -27,23 +28,23 @@ def test_duplicates_are_refused() -> None:
         registry.register(App("demo", "Again"))
     with pytest.raises(ValueError, match="job kind"):
         registry.register(App("other", "Other", kinds=(JobKind("demo.render", noop),)))
+    assert [app.id for app in registry.apps()] == ["demo"]  # a refused app leaves no trace
+    assert len(registry.job_kinds.all()) == 1
+
+
+def test_an_app_repeating_its_own_kind_is_refused_whole() -> None:
+    registry = Registry()
+    twice = (JobKind("demo.render", noop), JobKind("demo.render", noop))
+    with pytest.raises(ValueError, match="job kind"):
+        registry.register(App("demo", "Demo", kinds=twice))
+    assert registry.apps() == ()
+    assert registry.job_kinds.all() == ()
 
 
 @pytest.mark.parametrize("bad", ["Demo", "x", "has space", "-dash", "a" * 50])
 def test_app_ids_are_url_safe(bad: str) -> None:
     with pytest.raises(ValueError, match="app id"):
         App(bad, "Bad")
-
-
-@pytest.mark.parametrize("bad", ["render", "demo.", "Demo.render", "demo.render.x"])
-def test_kind_names_look_like_app_action(bad: str) -> None:
-    with pytest.raises(ValueError, match="job kind"):
-        JobKind(bad, noop)
-
-
-def test_kind_limits_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="positive"):
-        JobKind("demo.render", noop, concurrency=0)
 
 
 def test_blueprints_must_live_under_the_app_prefix() -> None:

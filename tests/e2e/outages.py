@@ -258,20 +258,22 @@ async def open_scenario(env: Mapping[str, str], proxies: Proxies) -> AsyncIterat
 
 async def wait_for_generations(
     base_url: str, generations: Sequence[tuple[str, str]], within_s: float
-) -> dict[str, str]:
-    """Each generation's status once all are terminal, or after `within_s`."""
-    statuses: dict[str, str] = {}
+) -> dict[str, dict[str, object]]:
+    """Each generation as the API shows it once all are terminal, or as last seen after
+    `within_s` (polled together, a round every 0.2 s)."""
+    seen: dict[str, dict[str, object]] = {}
+    pending = dict((generation_id, token) for token, generation_id in generations)
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
         with trio.move_on_after(within_s):
-            for token, generation_id in generations:
-                while True:
+            while pending:
+                for generation_id, token in list(pending.items()):
                     response = await client.get(
                         f"{API}/generations/{generation_id}", headers=bearer(token)
                     )
                     if response.status_code == 200:
-                        status = response.json()["generation"]["status"]
-                        statuses[generation_id] = status
-                        if status in TERMINAL:
-                            break
-                    await trio.sleep(0.1)
-    return statuses
+                        generation = response.json()["generation"]
+                        seen[generation_id] = generation
+                        if generation["status"] in TERMINAL:
+                            del pending[generation_id]
+                await trio.sleep(0.2)
+    return seen

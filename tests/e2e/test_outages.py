@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.e2e.chaos import lines_about
 from tests.e2e.outages import (
     REQUEST_TIMEOUT_S,
     Mode,
@@ -87,6 +88,12 @@ async def run_outages(
                     scenario.base_url, record.generations, FINISH_WITHIN_S
                 )
                 assert process.returncode is None, trouble(scenario.service)
+                stuck_lines = [
+                    line
+                    for g in statuses
+                    if statuses[g]["status"] != "succeeded"
+                    for line in lines_about(scenario.service.instances, str(statuses[g]["job_id"]))
+                ]
                 assert await scenario.service.stop(signal.SIGTERM) == 0
         # through the proxies, which are up again
         reconciled = await trio.run_process(
@@ -97,9 +104,9 @@ async def run_outages(
             capture_stderr=True,
             check=False,
         )
-    unfinished = {g: s for g, s in statuses.items() if s != "succeeded"}
+    unfinished = {g: s for g, s in statuses.items() if s["status"] != "succeeded"}
     assert len(statuses) == len(record.generations), "some generations were never seen"
-    assert unfinished == {}, unfinished
+    assert unfinished == {}, (unfinished, stuck_lines)
     check_record(record, tuple({t for targets in targets_per_cut for t in targets}))
     assert reconciled.returncode == 0, (reconciled.stdout, reconciled.stderr)
 

@@ -341,6 +341,8 @@ async def open_deps(
                 "tasks": troubles.snapshot(),  # background tasks failing right now
             }
 
+        registry = apps or Registry()
+        app_rules = [rule for app in registry.apps() for rule in app.rate_limits]
         deps = Deps(
             settings=settings,
             store=store,
@@ -349,8 +351,8 @@ async def open_deps(
             health=Health(settings, store, redis, state, details),
             hasher=Hasher.from_settings(settings.auth),
             counters=counters,
-            limiter=RateLimiter(settings.ratelimit, counters),
-            apps=apps or Registry(),
+            limiter=RateLimiter(settings.ratelimit, counters, app_rules),
+            apps=registry,
             events=events.make_bus(redis, instance_id),
             instance_id=instance_id,
             jobs=control,

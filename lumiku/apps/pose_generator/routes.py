@@ -68,7 +68,7 @@ async def list_projects() -> dict[str, Any]:
 
 @blueprint.post("/projects")
 @authenticated
-@rate_limited("project_create", user_identity)
+@rate_limited("pose-generator.project_create", user_identity)
 async def create_project() -> tuple[dict[str, Any], int]:
     deps, user = current_deps(), current_user()
     project = requests.validate_project_create(await read_json())
@@ -78,7 +78,7 @@ async def create_project() -> tuple[dict[str, Any], int]:
 
 @blueprint.post("/projects/upload")
 @authenticated
-@rate_limited("upload", user_identity)
+@rate_limited("pose-generator.upload", user_identity)
 async def create_project_from_upload() -> tuple[dict[str, Any], int]:
     """A project whose image is the uploaded one (multipart: `image`, `name`,
     `description`)."""
@@ -124,7 +124,7 @@ async def delete_project(project_id: uuid.UUID) -> tuple[str, int]:
 
 @blueprint.post("/uploads/upload")
 @authenticated
-@rate_limited("upload", user_identity)
+@rate_limited("pose-generator.upload", user_identity)
 async def upload_background() -> tuple[dict[str, Any], int]:
     """An image for `background_mode: upload`; answers its `file_id`."""
     deps, user = current_deps(), current_user()
@@ -141,7 +141,7 @@ async def upload_background() -> tuple[dict[str, Any], int]:
 
 @blueprint.post("/generate")
 @authenticated
-@rate_limited("generate", user_identity)
+@rate_limited("pose-generator.generate", user_identity)
 async def generate() -> tuple[dict[str, Any], int, dict[str, str]]:
     """Validate, price (server-side) and queue a generation: 202 with its ids, what was
     charged and a completion estimate. Idempotency-Key replays the first answer."""
@@ -264,7 +264,7 @@ async def export_zip(generation_id: str) -> Response:
 
 @blueprint.post("/poses/<pose_id>/background")
 @authenticated
-@rate_limited("generate", user_identity)
+@rate_limited("pose-generator.generate", user_identity)
 async def change_background(pose_id: str) -> tuple[dict[str, Any], int, dict[str, str]]:
     """A new background for a made pose: a `pose.background` job of 10 credits."""
     deps, user = current_deps(), current_user()

@@ -75,6 +75,10 @@ RETURNING id, user_id, project_id, name, source_type, image_key, thumbnail_key, 
 -- name: delete_avatar
 DELETE FROM avatars WHERE id = $1 AND user_id = $2
 
+-- name: avatar_image_key
+-- For other apps (Pose Generator): the image of the user's avatar, nothing else.
+SELECT image_key FROM avatars WHERE id = $1 AND user_id = $2
+
 -- name: avatar_usage_page
 SELECT id, avatar_id, app, action, reference_id, created_at
 FROM avatar_usage WHERE avatar_id = $1 AND user_id = $2 AND id < $3

@@ -128,26 +128,3 @@ SELECT coalesce(sum(cost - refunded), 0) FROM jobs WHERE user_id = $1 AND app = 
 -- name: upload_credits
 SELECT coalesce(sum(-delta), 0) FROM credit_entries
 WHERE user_id = $1 AND kind = 'charge' AND ref_type = $2
-
--- Upload Idempotency-Key (the generation routes' keys go through submit_job) -------------
-
--- name: reserve_upload_key
-INSERT INTO idempotency_keys (user_id, key, request_hash, status, created_at, expires_at)
-VALUES ($1, $2, $3, 'processing', $4, $5)
-ON CONFLICT (user_id, key) DO UPDATE
-SET request_hash = excluded.request_hash, status = 'processing', job_id = NULL,
-    response = NULL, created_at = excluded.created_at, expires_at = excluded.expires_at
-WHERE idempotency_keys.expires_at <= $4
-   OR (idempotency_keys.status = 'processing' AND idempotency_keys.created_at <= $6)
-RETURNING user_id
-
--- name: upload_key
-SELECT request_hash, status, response FROM idempotency_keys WHERE user_id = $1 AND key = $2
-
--- name: finish_upload_key
-UPDATE idempotency_keys SET status = 'done', response = $4
-WHERE user_id = $1 AND key = $2 AND request_hash = $3 AND status = 'processing'
-
--- name: drop_upload_key
-DELETE FROM idempotency_keys
-WHERE user_id = $1 AND key = $2 AND request_hash = $3 AND status = 'processing'

@@ -65,7 +65,6 @@ class AppRule:
     name: str
     scope: str  # "ip" or "user"
     rate: str
-    help: str = ""
 
     def __attrs_post_init__(self) -> None:
         if not APP_RULE.match(self.name) or self.scope not in ("ip", "user"):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import trio
 from quart import Blueprint
 
+from lumiku import supervisor
 from lumiku.apps.builtin import builtin_apps
 from lumiku.apps.registry import App, JobContext, JobKind, Outcome, Registry
+from lumiku.observability import logging as logs
 from tests.e2e.harness import bearer, make_settings, register, running_service
 
 
@@ -77,3 +80,13 @@ async def test_each_app_counts_its_own_generate_rule(tmp_path: Path) -> None:
     assert other_app.headers["RateLimit-Limit"] == "1"
     assert other_app.headers["RateLimit-Remaining"] == "0"
     assert other_app_again.status_code == 429
+
+
+async def test_a_setting_naming_a_rule_no_app_declares_stops_the_start(tmp_path: Path) -> None:
+    env = {"LUMIKU_RATELIMIT_APPS": "avatar-creatr.generate=1/1m"}  # a typo
+    log = io.StringIO()
+    logs.configure("info", "json", stream=log)
+    with trio.fail_after(20):
+        code = await supervisor.run(make_settings(tmp_path, env), apps=builtin_apps())
+    assert code == supervisor.EXIT_CONFIG
+    assert "avatar-creatr.generate" in log.getvalue()

@@ -16,10 +16,10 @@ if TYPE_CHECKING:
 
 CONCURRENCY = 2
 RATE_LIMITS = (
-    AppRule(f"{APP_ID}.generate", "user", "5/1m", "Avatar generations per user."),
-    AppRule(f"{APP_ID}.from_preset", "user", "8/1m", "From-preset generations per user."),
-    AppRule(f"{APP_ID}.upload", "user", "10/1m", "Avatar uploads per user."),
-    AppRule(f"{APP_ID}.project_create", "user", "20/1h", "Projects created per user."),
+    AppRule(f"{APP_ID}.generate", "user", "5/1m"),
+    AppRule(f"{APP_ID}.from_preset", "user", "8/1m"),
+    AppRule(f"{APP_ID}.upload", "user", "10/1m"),
+    AppRule(f"{APP_ID}.project_create", "user", "20/1h"),
 )
 
 

@@ -11,9 +11,9 @@ from lumiku.http.ratelimit import AppRule
 
 GENERATE_TIMEOUT_S: Final = 3600.0
 RATE_LIMITS: Final = (
-    AppRule(f"{APP_ID}.generate", "user", "5/1m", "Generations and background changes per user."),
-    AppRule(f"{APP_ID}.upload", "user", "10/1m", "Uploads (project images, backgrounds) per user."),
-    AppRule(f"{APP_ID}.project_create", "user", "20/1h", "Projects created per user."),
+    AppRule(f"{APP_ID}.generate", "user", "5/1m"),  # generations and background changes
+    AppRule(f"{APP_ID}.upload", "user", "10/1m"),  # project images and backgrounds
+    AppRule(f"{APP_ID}.project_create", "user", "20/1h"),
 )
 
 if TYPE_CHECKING:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -12,6 +13,7 @@ import trio.testing
 from quart import request
 from quart_trio import QuartTrio
 
+from lumiku.apps.builtin import builtin_apps
 from lumiku.config import RateLimitSettings
 from lumiku.config_rules import LEGACY_APP_RULES
 from lumiku.counters import MemoryCounters, Window
@@ -26,6 +28,8 @@ from lumiku.http.ratelimit import (
     Rule,
     rate_limited,
 )
+
+REPO = Path(__file__).resolve().parents[3]
 
 # Two apps' rules, as their App values declare them.
 APP_RULES = (
@@ -374,3 +378,13 @@ async def test_decorated_route_answers_503_or_passes_when_the_store_is_down() ->
     opened = await client.post("/generate", headers={"X-User": "alice"})
     assert opened.status_code == 200
     assert "RateLimit-Limit" not in opened.headers
+
+
+def test_the_builtin_apps_rules_are_documented_with_their_defaults() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    example = (REPO / "config" / "lumiku.example.toml").read_text(encoding="utf-8")
+    rules = [rule for app in builtin_apps().apps() for rule in app.rate_limits]
+    assert rules
+    for rule in rules:
+        assert f"| `{rule.name}` | {rule.rate} |" in readme, rule.name
+        assert f"{rule.name} {rule.rate}" in example, rule.name

@@ -122,18 +122,13 @@ async def find_project(
 async def _with_avatar(db: Store | Tx, row: Mapping[str, Any]) -> dict[str, Any]:
     project = dict(row)
     avatar_id = project["avatar_id"]
-    key = (
-        None
-        if avatar_id is None
-        else await avatars.avatar_image_key(db, user_id_of(row), avatar_id)
-    )
+    key = None
+    if avatar_id is not None:
+        # one query per project with an avatar (a page is at most 100): the avatar is
+        # another app's, so no join
+        key = await avatars.avatar_image_key(db, project["user_id"], avatar_id)
     project["avatar_image_key"] = key
     return project
-
-
-def user_id_of(row: Mapping[str, Any]) -> uuid.UUID:
-    user_id: uuid.UUID = row["user_id"]
-    return user_id
 
 
 async def _project(db: Store | Tx, user_id: uuid.UUID, project_id: uuid.UUID) -> dict[str, Any]:

@@ -101,14 +101,11 @@ def network_problem(cidr: str) -> str | None:
 
 _RATE: Final = re.compile(r"^(\d+)/(\d*)([smhd])$")
 _UNIT_S: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# The core's rules; each app declares its own, named "<app>.<rule>" (SPEC §17).
 RATE_RULES: Final = (
     "login",
     "register",
     "profile_update",
-    "generate",
-    "upload",
-    "from_preset",
-    "project_create",
     "payment_create",
     "payment_callback",
     "health",
@@ -127,13 +124,43 @@ def parse_rate(text: str) -> tuple[int, int]:
     return int(match.group(1)), window
 
 
+APP_RULE: Final = re.compile(r"^[a-z][a-z0-9-]{1,40}\.[a-z][a-z0-9_]*$")
+# The settings of before per-app rules: each still sets every app's rule of that name.
+LEGACY_APP_RULES: Final = ("generate", "upload", "from_preset", "project_create")
+
+
 def _known_rule(name: str) -> str | None:
-    return None if name in RATE_RULES else f"{name!r} is not a rate-limit rule"
+    # Which apps exist is not known here: the rate limiter refuses an app rule none declares.
+    if name in RATE_RULES or APP_RULE.match(name):
+        return None
+    return f"{name!r} is not a rate-limit rule (core rules, or <app>.<rule>)"
 
 
 def _rate(value: Any) -> str | None:
     try:
         parse_rate(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _optional_rate(value: Any) -> str | None:
+    return _rate(value) if value else None
+
+
+def parse_app_rate(entry: str) -> tuple[str, str]:
+    """`"pose-generator.generate=3/1m"` → (rule, rate); raise ValueError when malformed."""
+    name, sep, rate = entry.partition("=")
+    name, rate = name.strip(), rate.strip()
+    if not sep or not APP_RULE.match(name):
+        raise ValueError(f'must look like "<app>.<rule>=N/window", got {entry!r}')
+    parse_rate(rate)
+    return name, rate
+
+
+def _app_rate(entry: str) -> str | None:
+    try:
+        parse_app_rate(entry)
     except ValueError as exc:
         return str(exc)
     return None
@@ -225,6 +252,8 @@ _FIELD_RULES: Final[dict[str, Callable[[Any], Any]]] = {
     "credits.reconcile_interval_s": _positive,
     **{f"ratelimit.{rule}": _rate for rule in RATE_RULES},
     "ratelimit.fail_closed": _each(_known_rule),
+    "ratelimit.apps": _each(_app_rate),
+    **{f"ratelimit.{rule}": _optional_rate for rule in LEGACY_APP_RULES},
     "jobs.per_user_running": _positive,
     "jobs.lease_s": _positive,
     "jobs.backoff_s": _positive,

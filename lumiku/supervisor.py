@@ -49,6 +49,8 @@ from lumiku.credits.reconcile import LEDGER_CHECKS, serve_reconciler
 from lumiku.db.store import Store, open_store
 from lumiku.deps import Deps
 from lumiku.errors import (
+    ConfigError,
+    ConfigProblem,
     DatabaseError,
     LumikuError,
     RedisUnavailable,
@@ -95,6 +97,7 @@ CLOSE_BUDGET_S: Final = 5.0
 EXIT_OK: Final = exit_codes.OK
 EXIT_FAILED: Final = exit_codes.FAILED
 EXIT_SCHEMA: Final = exit_codes.SCHEMA
+EXIT_CONFIG: Final = exit_codes.CONFIG
 # A background task that an outage ended after it started is started again within this.
 RESTART_BACKOFF_MAX_S: Final = 30.0
 
@@ -219,6 +222,9 @@ async def _run_service(
 def _failure_code(error: BaseException) -> int | None:
     """The exit code for a failure that ends the service, logged with its traceback (call
     it while handling the error); None for unexpected ones."""
+    if isinstance(error, ConfigError):
+        log.error("service.config_invalid", problems=[str(p) for p in error.problems])
+        return EXIT_CONFIG
     if isinstance(error, SchemaMismatch):
         log.error("service.schema_mismatch", error=str(error))
         return EXIT_SCHEMA
@@ -342,6 +348,12 @@ async def open_deps(
                 "tasks": troubles.snapshot(),  # background tasks failing right now
             }
 
+        app_rules = [rule for app in apps.apps() for rule in app.rate_limits]
+        try:
+            limiter = RateLimiter(settings.ratelimit, counters, app_rules)
+        except ValueError as exc:
+            # Settings naming an app's rule are checked against the apps only here.
+            raise ConfigError([ConfigProblem("ratelimit", "settings", str(exc))]) from exc
         deps = Deps(
             settings=settings,
             store=store,
@@ -350,7 +362,7 @@ async def open_deps(
             health=Health(settings, store, redis, state, details),
             hasher=Hasher.from_settings(settings.auth),
             counters=counters,
-            limiter=RateLimiter(settings.ratelimit, counters),
+            limiter=limiter,
             apps=apps,
             kinds=apps.job_kinds,
             events=events.make_bus(redis, instance_id),

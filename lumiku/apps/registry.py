@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
     from quart import Blueprint
 
+    from lumiku.http.ratelimit import AppRule
+
 _APP_ID: Final = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 
 
@@ -34,6 +36,8 @@ class App:
     costs: Mapping[str, int] = attrs.field(factory=dict)
     blueprint: Blueprint | None = None
     flag: str = ""  # the feature flag that enables it; empty = the app id
+    # its rate-limit rules, each named "<app id>.<rule>" (SPEC §17)
+    rate_limits: tuple[AppRule, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         if not _APP_ID.match(self.id):
@@ -42,6 +46,9 @@ class App:
             raise ValueError(f"app {self.id!r} has a negative cost")
         if self.blueprint is not None and self.blueprint.url_prefix != self.prefix:
             raise ValueError(f"app {self.id!r}: its blueprint must be mounted at {self.prefix}")
+        for rule in self.rate_limits:
+            if rule.app_id != self.id:
+                raise ValueError(f"app {self.id!r}: rate-limit rule {rule.name!r} is not its own")
 
     @property
     def prefix(self) -> str:

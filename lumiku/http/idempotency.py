@@ -53,7 +53,7 @@ from quart import request
 
 from lumiku.errors import ClientError, FieldError, ValidationFailed
 from lumiku.http.bodies import decode_body, is_json_type
-from lumiku.jobs.submit import KEY_MAX
+from lumiku.jobs.idempotency import KEY_MAX
 
 if TYPE_CHECKING:
     from werkzeug.datastructures import FileStorage

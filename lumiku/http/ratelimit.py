@@ -9,6 +9,10 @@ the request through: no request waits on, or slips past, a pending check. Both a
 `statistics()`. Routes use the `rate_limited(rule)` decorator, which
 finds the limiter in `current_app.extensions[LIMITER_KEY]` and adds the `RateLimit-*`
 headers to the response, error responses included.
+
+The core's rules are `RULE_SCOPES`, each a `ratelimit.<rule>` setting. An app declares its
+own as `AppRule`s in its `App` value (SPEC §17), named `<app>.<rule>` so two apps never
+share a bucket; `ratelimit.apps` overrides their defaults (`"<app>.<rule>=N/window"`).
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ import attrs
 import trio
 from quart import after_this_request, current_app, request
 
-from lumiku.config_rules import parse_rate
+from lumiku.config_rules import APP_RULE, LEGACY_APP_RULES, parse_app_rate, parse_rate
 from lumiku.errors import RateLimited, RateLimiterUnavailable, RedisUnavailable
 from lumiku.observability.logging import get_logger
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
 
     from quart.typing import ResponseTypes
 
@@ -42,10 +46,6 @@ RULE_SCOPES: Final = {
     "login": "ip",
     "register": "ip",
     "profile_update": "user",
-    "generate": "user",
-    "upload": "user",
-    "from_preset": "user",
-    "project_create": "user",
     "payment_create": "user",
     "payment_callback": "ip",
     "health": "ip",
@@ -56,6 +56,36 @@ LOG_EVERY_S: Final = 1.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@attrs.frozen
+class AppRule:
+    """A rule an app declares: `name` is `<app>.<rule>`, `rate` its default ("5/1m")."""
+
+    name: str
+    scope: str  # "ip" or "user"
+    rate: str
+
+    def __attrs_post_init__(self) -> None:
+        if not APP_RULE.match(self.name) or self.scope not in ("ip", "user"):
+            raise ValueError(f"rate-limit rule {self.name!r}: name <app>.<rule>, scope ip|user")
+        parse_rate(self.rate)
+
+    @property
+    def app_id(self) -> str:
+        return self.name.partition(".")[0]
+
+    def rate_from(self, settings: RateLimitSettings) -> str:
+        """The configured rate: `ratelimit.apps`, else the legacy setting of its name (the
+        one shared setting of before per-app rules, applied to each app separately), else
+        the declared default."""
+        for entry in settings.apps:
+            name, rate = parse_app_rate(entry)
+            if name == self.name:
+                return rate
+        action = self.name.partition(".")[2]
+        legacy: str = getattr(settings, action) if action in LEGACY_APP_RULES else ""
+        return legacy or self.rate
 
 
 @attrs.frozen
@@ -112,18 +142,30 @@ class RateLimitStatistics:
 
 
 class RateLimiter:
-    """Applies the configured rules with `counters` as the store; see the module docstring."""
+    """Applies the configured rules (the core's and `app_rules`, the apps' declarations)
+    with `counters` as the store; see the module docstring. Raises ValueError when the
+    settings name a rule nobody declares."""
 
-    def __init__(self, settings: RateLimitSettings, counters: Counters) -> None:
-        unknown = set(settings.fail_closed) - RULE_SCOPES.keys()
-        if unknown:
-            raise ValueError(f"ratelimit.fail_closed names unknown rules: {sorted(unknown)}")
+    def __init__(
+        self, settings: RateLimitSettings, counters: Counters, app_rules: Iterable[AppRule] = ()
+    ) -> None:
         self.enabled = settings.enabled
         self.rules = {name: Rule.from_settings(settings, name) for name in RULE_SCOPES}
+        for declared in app_rules:
+            if declared.name in self.rules:
+                raise ValueError(f"rate-limit rule {declared.name!r} is declared twice")
+            limit, window_s = parse_rate(declared.rate_from(settings))
+            self.rules[declared.name] = Rule(declared.name, declared.scope, limit, window_s)
+        unknown = set(settings.fail_closed) - self.rules.keys()
+        if unknown:
+            raise ValueError(f"ratelimit.fail_closed names unknown rules: {sorted(unknown)}")
+        unknown = {parse_app_rate(entry)[0] for entry in settings.apps} - self.rules.keys()
+        if unknown:
+            raise ValueError(f"ratelimit.apps names unknown rules: {sorted(unknown)}")
         self.fail_closed = frozenset(settings.fail_closed)
         self._counters = counters
         self._counts = {"checks": 0, "rejected": 0, "failed_open": 0, "failed_closed": 0}
-        self._rejected_by_rule = dict.fromkeys(RULE_SCOPES, 0)
+        self._rejected_by_rule = dict.fromkeys(self.rules, 0)
         self._logged_at: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
@@ -198,12 +240,13 @@ def rate_limited(
 ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
     """Decorate an async quart route: count each request under `rule` before running it.
 
-    The identity is `identity()` when given (for "user" rules: the authenticated user's id,
+    `rule` is a core rule or an app's `<app>.<rule>` (the limiter knows its scope). The
+    identity is `identity()` when given (for "user" rules: the authenticated user's id,
     so apply this decorator inside the one that authenticates), else the client IP. Adds
     the `RateLimit-*` headers to the response, the 429 included; 429 and 503 come from
     `RateLimited` / `RateLimiterUnavailable` through the app's error handlers.
     """
-    if rule not in RULE_SCOPES:
+    if rule not in RULE_SCOPES and not APP_RULE.match(rule):
         raise ValueError(f"unknown rate-limit rule {rule!r}")
 
     def decorate(handler: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
@@ -213,7 +256,8 @@ def rate_limited(
             who = identity() if identity is not None else ""
             # A user rule without a user (or an identity function) counts per IP, kept
             # apart from user ids by the "ip:" prefix.
-            who = who or (client_ip() if RULE_SCOPES[rule] == "ip" else f"ip:{client_ip()}")
+            scope = limiter.rules[rule].scope
+            who = who or (client_ip() if scope == "ip" else f"ip:{client_ip()}")
             try:
                 decision = await limiter.check(rule, who)
             except RateLimited as exc:

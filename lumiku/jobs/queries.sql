@@ -25,7 +25,7 @@ SELECT * FROM jobs WHERE id = $1 FOR UPDATE
 -- The fence: the row only while this attempt still runs it, locked until the commit.
 SELECT * FROM jobs WHERE id = $1 AND attempt = $2 AND status = 'running' FOR UPDATE
 
--- Idempotency keys ------------------------------------------------------------------------
+-- Idempotency keys (jobs/idempotency.py: every route's keys, jobs and uploads alike) -------
 
 -- name: reserve_key
 -- A row back: this request owns the key (new, expired, or abandoned while processing).
@@ -40,7 +40,7 @@ WHERE idempotency_keys.expires_at <= $4
 RETURNING user_id
 
 -- name: key_by_id
-SELECT user_id, key, request_hash, job_id, status, created_at, expires_at
+SELECT user_id, key, request_hash, job_id, response, status, created_at, expires_at
 FROM idempotency_keys WHERE user_id = $1 AND key = $2
 
 -- name: finish_key

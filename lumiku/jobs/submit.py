@@ -1,12 +1,9 @@
 """Submitting a job (SPEC §5.2, §6): the job row, its charge and the app's own row commit in
 ONE transaction, or nothing does.
 
-Idempotency-Key: the key row is written in a short transaction of its own BEFORE the job
-transaction, as `processing`; the `(user_id, key)` primary key decides a race between two
-requests carrying the same key (the loser sees the winner's row: 409 while it processes, a
-replay once done, 422 for another body). The job transaction marks the key `done` with the
-job id; when that transaction fails the key row is deleted, so the client may try again.
-A `processing` row left by a crashed instance is taken over after `KEY_ABANDONED_S`.
+Idempotency-Key (the protocol is `jobs/idempotency.py`'s): the key is reserved before the
+job transaction, which marks it `done` with the job id; when that transaction fails the key
+is dropped, so the client may try again. A replay answers the key's first job.
 
 The job transaction is one `Store.unit`: on PostgreSQL it crosses the bridge once, so the
 app's `extra(tx, job)` runs inside it and may only await `tx` (no trio calls).
@@ -14,21 +11,16 @@ app's `extra(tx, job)` runs inside it and may only await `tx` (no trio calls).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
-import trio
-
 from lumiku.credits import ledger
 from lumiku.db.queries import load_queries
-from lumiku.errors import (
-    DatabaseError,
-    FieldError,
-    IdempotencyKeyInUse,
-    IdempotencyKeyReused,
-    ValidationFailed,
-)
+from lumiku.errors import DatabaseError, FieldError, IdempotencyKeyInUse, ValidationFailed
+from lumiku.jobs import idempotency
+from lumiku.jobs.idempotency import KEY_MAX, KEY_TTL
+from lumiku.jobs.idempotency import purge as purge_idempotency_keys
 from lumiku.jobs.models import REF_TYPE, Job, Progress, Submission, new_job_id
 
 if TYPE_CHECKING:
@@ -37,18 +29,11 @@ if TYPE_CHECKING:
 
     from lumiku.credits.ledger import CreditsPolicy
     from lumiku.db.store import Store, Tx
+    from lumiku.jobs.idempotency import KeyRecord
 
 __all__ = ["KEY_MAX", "KEY_TTL", "purge_idempotency_keys", "submit"]
 
 Q: Final = load_queries("lumiku.jobs")
-
-KEY_MAX: Final = 255
-KEY_TTL: Final = timedelta(hours=24)
-# A key still `processing` this long after it was taken belongs to a request that died.
-KEY_ABANDONED_S: Final = 60.0
-# A reservation can lose to a key that vanishes meanwhile (its request failed); try again.
-_RESERVE_TRIES: Final = 3
-_CLEANUP_TIMEOUT_S: Final = 10.0
 
 
 async def submit(
@@ -100,21 +85,17 @@ async def submit(
         job = await insert(None, None, extra)
         return Submission(job, replayed=False, charged=amount)
     assert request_hash is not None
-    replay = await _reserve_key(store, user_id, idempotency_key, request_hash)
-    if replay is not None:
-        return Submission(replay, replayed=True, charged=0)
+    record = await idempotency.reserve(store, user_id, idempotency_key, request_hash)
+    if record is not None:
+        job = await _replayed_job(store, idempotency_key, record)
+        return Submission(job, replayed=True, charged=0)
     try:
         job = await insert(idempotency_key, request_hash, extra)
     except BaseException:
-        with trio.move_on_after(_CLEANUP_TIMEOUT_S, shield=True):
-            await store.execute(Q.drop_key, user_id, idempotency_key, request_hash)
+        # observed, not handled: the key is given up whatever stopped the job transaction
+        await idempotency.drop(store, user_id, idempotency_key, request_hash)
         raise
     return Submission(job, replayed=False, charged=amount)
-
-
-async def purge_idempotency_keys(store: Store, now: datetime) -> int:
-    """Delete the keys expired at `now`; returns how many. Jobs are kept."""
-    return await store.execute(Q.purge_keys, now)
 
 
 def _check(
@@ -133,29 +114,13 @@ def _check(
     return problems
 
 
-async def _reserve_key(store: Store, user_id: UUID, key: str, request_hash: str) -> Job | None:
-    """Take the key for this request (None), or the job to replay; raises for a reused or
-    busy key."""
-    for _ in range(_RESERVE_TRIES):
-        now = datetime.now(UTC)
-        abandoned = now - timedelta(seconds=KEY_ABANDONED_S)
-        taken = await store.fetch_val(
-            Q.reserve_key, user_id, key, request_hash, now, now + KEY_TTL, abandoned
-        )
-        if taken is not None:
-            return None
-        row = await store.fetch_one(Q.key_by_id, user_id, key)
-        if row is None:
-            continue  # its request failed and dropped it meanwhile
-        if row["request_hash"] != request_hash:
-            raise IdempotencyKeyReused()
-        if row["status"] != "done" or row["job_id"] is None:
-            raise IdempotencyKeyInUse()
-        job_row = await store.fetch_one(Q.job_by_id, row["job_id"])
-        if job_row is None:
-            raise DatabaseError(f"idempotency key {key!r} names a missing job {row['job_id']}")
-        return Job.from_row(job_row)
-    raise IdempotencyKeyInUse()
+async def _replayed_job(store: Store, key: str, record: KeyRecord) -> Job:
+    if record.job_id is None:
+        raise IdempotencyKeyInUse()  # not a job's key
+    job_row = await store.fetch_one(Q.job_by_id, record.job_id)
+    if job_row is None:
+        raise DatabaseError(f"idempotency key {key!r} names a missing job {record.job_id}")
+    return Job.from_row(job_row)
 
 
 async def _insert_and_charge(
@@ -208,8 +173,9 @@ async def _insert_and_charge(
         if extra is not None:
             await extra(tx, job)
         if key is not None:
-            marked = await tx.execute(
-                Q.finish_key, user_id, key, request_hash, job.id, job.as_dict()
+            assert request_hash is not None
+            marked = await idempotency.finish(
+                tx, user_id, key, request_hash, job_id=job.id, response=job.as_dict()
             )
             if not marked:
                 # Taken over as abandoned while this request ran: let the other one win.

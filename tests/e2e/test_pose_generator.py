@@ -25,6 +25,7 @@ import trio
 from PIL import Image
 
 from lumiku.accounts.service import create_user
+from lumiku.apps.avatar_creator.app import make_app as avatar_creator_app
 from lumiku.apps.pose_generator import library
 from lumiku.apps.pose_generator.app import make_app
 from lumiku.apps.registry import Registry
@@ -714,3 +715,44 @@ async def test_an_uploaded_background(service: Service) -> None:
     )
     assert stolen.status_code == 400
     assert stolen.json()["errors"][0]["field"] == "background_file_id"
+
+
+async def test_using_an_avatar_records_it_in_the_avatars_usage_history(
+    tmp_path: Path, database_url: str, scripted: ScriptedRenderers
+) -> None:
+    # SPEC §17: Pose reads the avatar through the Avatar Creator's service, and each use (the
+    # project linking it, each generation from it) shows in the avatar's usage history.
+    env = {"LUMIKU_DATABASE_URL": database_url, "LUMIKU_JOBS_POLL_S": "0.05"}
+    registry = Registry([avatar_creator_app(), make_app(renderers_of(scripted))])
+    with trio.fail_after(120):
+        async with running_service(make_settings(tmp_path, env), apps=registry) as service:
+            user = await register(service.client, "usage@example.com")
+            auth = bearer(user["token"])
+            avatar_id = await make_avatar(service, user)
+            history = f"/api/apps/avatar-creator/avatars/{avatar_id}/usage-history"
+            assert (await service.client.get(history, headers=auth)).json()["usage"] == []
+            project = await service.client.post(
+                f"{API}/projects", json={"name": "Shoot", "avatar_id": avatar_id}, headers=auth
+            )
+            assert project.status_code == 201, project.text
+            assert project.json()["project"]["image_url"] is not None  # the avatar's image
+            project_id = project.json()["project"]["id"]
+            body = gallery(project_id, batch_size=1, selected_pose_ids=[POSES[0]])
+            headers = {**auth, "Idempotency-Key": "usage-once"}
+            generated = await service.client.post(f"{API}/generate", json=body, headers=headers)
+            assert generated.status_code == 202, generated.text
+            replayed = await service.client.post(f"{API}/generate", json=body, headers=headers)
+            assert replayed.headers["Idempotent-Replayed"] == "true"
+            generation_id = generated.json()["generation_id"]
+            done = await wait_generation(service, user["token"], generation_id)
+            usage = (await service.client.get(history, headers=auth)).json()["usage"]
+            avatar = await service.client.get(
+                f"/api/apps/avatar-creator/avatars/{avatar_id}", headers=auth
+            )
+    assert done["status"] == "succeeded"
+    # newest first; the replay recorded nothing more
+    assert [(u["app"], u["action"], u["reference_id"]) for u in usage] == [
+        ("pose-generator", "generate", generation_id),
+        ("pose-generator", "project", project_id),
+    ]
+    assert avatar.json()["avatar"]["usage_count"] == 2

@@ -1024,3 +1024,25 @@ def test_domain_values_are_checked_with_the_domains_own_messages(
     domain uses too; config reports its messages under the key."""
     found = problems(tmp_path, write_toml(tmp_path, toml))
     assert [(p.key, p.message) for p in found] == [(key, message)]
+
+
+def test_app_rate_limit_rules_are_set_per_app_and_checked(tmp_path: Path) -> None:
+    env = {
+        "LUMIKU_RATELIMIT_APPS": "pose-generator.generate=3/1m,avatar-creator.upload=2/1h",
+        "LUMIKU_RATELIMIT_GENERATE": "7/1m",  # the shared key of before still parses
+    }
+    settings = load(tmp_path, env=env)
+    assert settings.ratelimit.apps == ("pose-generator.generate=3/1m", "avatar-creator.upload=2/1h")
+    assert settings.ratelimit.generate == "7/1m"
+    bad = {
+        "LUMIKU_RATELIMIT_APPS": "generate=3/1m,pose-generator.generate=often",
+        "LUMIKU_RATELIMIT_UPLOAD": "lots",
+        "LUMIKU_RATELIMIT_FAIL_CLOSED": "login,Pose.generate",
+    }
+    found = {(p.key, p.message.split(",")[0]) for p in problems(tmp_path, env=bad)}
+    assert {key for key, _ in found} == {
+        "ratelimit.apps",
+        "ratelimit.upload",
+        "ratelimit.fail_closed",
+    }
+    assert len([key for key, _ in found if key == "ratelimit.apps"]) == 2

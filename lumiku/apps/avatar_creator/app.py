@@ -9,12 +9,19 @@ from lumiku.apps.avatar_creator.handlers import generate_avatar
 from lumiku.apps.avatar_creator.routes import make_blueprint
 from lumiku.apps.avatar_creator.service import APP_ID, KIND_FROM_PRESET, KIND_GENERATE
 from lumiku.apps.registry import App
+from lumiku.http.ratelimit import AppRule
 from lumiku.jobs.kinds import JobKind
 
 if TYPE_CHECKING:
     from lumiku.deps import Deps
 
 CONCURRENCY = 2
+RATE_LIMITS = (
+    AppRule(f"{APP_ID}.generate", "user", "5/1m"),
+    AppRule(f"{APP_ID}.from_preset", "user", "8/1m"),
+    AppRule(f"{APP_ID}.upload", "user", "10/1m"),
+    AppRule(f"{APP_ID}.project_create", "user", "20/1h"),
+)
 
 
 def _provider_available(deps: Deps) -> bool:
@@ -23,7 +30,8 @@ def _provider_available(deps: Deps) -> bool:
 
 
 def make_app() -> App:
-    """Avatar Creator: its routes, its two job kinds and its costs (one App per service)."""
+    """Avatar Creator: its routes, its two job kinds, its costs and rate limits (one App
+    per service)."""
     kinds = tuple(
         JobKind(name, generate_avatar, concurrency=CONCURRENCY, available=_provider_available)
         for name in (KIND_GENERATE, KIND_FROM_PRESET)
@@ -38,4 +46,5 @@ def make_app() -> App:
             "upload": requests.COST_UPLOAD,
         },
         blueprint=make_blueprint(),
+        rate_limits=RATE_LIMITS,
     )

@@ -75,6 +75,10 @@ RETURNING id, user_id, project_id, name, source_type, image_key, thumbnail_key, 
 -- name: delete_avatar
 DELETE FROM avatars WHERE id = $1 AND user_id = $2
 
+-- name: avatar_image_key
+-- For other apps (Pose Generator): the image of the user's avatar, nothing else.
+SELECT image_key FROM avatars WHERE id = $1 AND user_id = $2
+
 -- name: avatar_usage_page
 SELECT id, avatar_id, app, action, reference_id, created_at
 FROM avatar_usage WHERE avatar_id = $1 AND user_id = $2 AND id < $3
@@ -124,26 +128,3 @@ SELECT coalesce(sum(cost - refunded), 0) FROM jobs WHERE user_id = $1 AND app = 
 -- name: upload_credits
 SELECT coalesce(sum(-delta), 0) FROM credit_entries
 WHERE user_id = $1 AND kind = 'charge' AND ref_type = $2
-
--- Upload Idempotency-Key (the generation routes' keys go through submit_job) -------------
-
--- name: reserve_upload_key
-INSERT INTO idempotency_keys (user_id, key, request_hash, status, created_at, expires_at)
-VALUES ($1, $2, $3, 'processing', $4, $5)
-ON CONFLICT (user_id, key) DO UPDATE
-SET request_hash = excluded.request_hash, status = 'processing', job_id = NULL,
-    response = NULL, created_at = excluded.created_at, expires_at = excluded.expires_at
-WHERE idempotency_keys.expires_at <= $4
-   OR (idempotency_keys.status = 'processing' AND idempotency_keys.created_at <= $6)
-RETURNING user_id
-
--- name: upload_key
-SELECT request_hash, status, response FROM idempotency_keys WHERE user_id = $1 AND key = $2
-
--- name: finish_upload_key
-UPDATE idempotency_keys SET status = 'done', response = $4
-WHERE user_id = $1 AND key = $2 AND request_hash = $3 AND status = 'processing'
-
--- name: drop_upload_key
-DELETE FROM idempotency_keys
-WHERE user_id = $1 AND key = $2 AND request_hash = $3 AND status = 'processing'

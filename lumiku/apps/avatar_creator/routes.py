@@ -51,7 +51,7 @@ def make_blueprint() -> Blueprint:
 
     @bp.post("/projects")
     @authenticated
-    @rate_limited("project_create", identity=user_identity)
+    @rate_limited("avatar-creator.project_create", identity=user_identity)
     async def create_project() -> tuple[dict[str, Any], int]:
         project = requests.validate_project_create(await read_json())
         created = await service.create_project(current_deps(), current_user(), project)
@@ -84,7 +84,7 @@ def make_blueprint() -> Blueprint:
 
     @bp.post("/projects/<project_id>/avatars/upload")
     @authenticated
-    @rate_limited("upload", identity=user_identity)
+    @rate_limited("avatar-creator.upload", identity=user_identity)
     async def upload(project_id: str) -> Answer:
         deps, user = current_deps(), current_user()
         pid = _id(project_id, "project")
@@ -108,7 +108,7 @@ def make_blueprint() -> Blueprint:
 
     @bp.post("/projects/<project_id>/avatars/generate")
     @authenticated
-    @rate_limited("generate", identity=user_identity)
+    @rate_limited("avatar-creator.generate", identity=user_identity)
     async def generate(project_id: str) -> Answer:
         pid = _id(project_id, "project")
         key = await read_idempotency()
@@ -117,7 +117,7 @@ def make_blueprint() -> Blueprint:
 
     @bp.post("/projects/<project_id>/avatars/from-preset")
     @authenticated
-    @rate_limited("from_preset", identity=user_identity)
+    @rate_limited("avatar-creator.from_preset", identity=user_identity)
     async def from_preset(project_id: str) -> Answer:
         pid = _id(project_id, "project")
         key = await read_idempotency()

@@ -26,7 +26,7 @@ from lumiku.storage.signing import signed_url
 if TYPE_CHECKING:
     from lumiku.accounts.service import User
     from lumiku.apps.avatar_creator.requests import AvatarGeneration, Project
-    from lumiku.db.store import Row, Tx
+    from lumiku.db.store import Row, Store, Tx
     from lumiku.deps import Deps
     from lumiku.jobs.models import Job, Submission
 
@@ -247,6 +247,13 @@ async def usage_history(
         for r in rows[:limit]
     ]
     return {"usage": usage, "next_cursor": _page_cursor(rows, limit)}
+
+
+async def avatar_image_key(db: Store | Tx, user_id: UUID, avatar_id: UUID) -> str | None:
+    """For other apps (SPEC §17: they never read this app's tables): the storage key of
+    the image of the user's avatar `avatar_id`, None when it is not one of theirs."""
+    row = await db.fetch_one(Q.avatar_image_key, avatar_id, user_id)
+    return None if row is None else str(row["image_key"])
 
 
 async def record_usage(

@@ -5,16 +5,16 @@ transaction charges `COST_UPLOAD` (0 for enterprise_unlimited, `CreditsPolicy`) 
 the avatar, so the charge and the row commit together. When that transaction fails (402
 INSUFFICIENT_CREDITS, a database error, cancellation) the stored files are deleted again.
 
-Idempotency-Key works as for generations (SPEC §6), over the same `idempotency_keys` table:
-the key is reserved before anything is stored, marked done with the avatar's id and the
-charge in the avatar's transaction, and dropped when the upload fails. A replay answers
-with the same avatar (read now) and what the first request charged.
+Idempotency-Key works as for generations (SPEC §6), through the same protocol
+(`jobs/idempotency.py`): the key is reserved before anything is stored, marked done with the
+avatar's id and the charge in the avatar's transaction, and dropped when the upload fails.
+A replay answers with the same avatar (read now) and what the first request charged.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import attrs
@@ -31,9 +31,9 @@ from lumiku.apps.avatar_creator.service import (
 )
 from lumiku.credits import ledger
 from lumiku.credits.ledger import CreditsPolicy
-from lumiku.errors import IdempotencyKeyInUse, IdempotencyKeyReused, NotFound
+from lumiku.errors import IdempotencyKeyInUse, NotFound
+from lumiku.jobs import idempotency
 from lumiku.jobs.models import new_job_id
-from lumiku.jobs.submit import KEY_ABANDONED_S, KEY_TTL
 from lumiku.storage.base import prefix_of
 from lumiku.storage.images import store_with_thumbnail
 
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from lumiku.db.store import Row, Tx
     from lumiku.deps import Deps
     from lumiku.storage.images import CleanImage, StoredImage
-
-_RESERVE_TRIES: Final = 3
 
 
 @attrs.frozen
@@ -73,38 +71,26 @@ class UploadKey:
 async def replay_or_reserve(deps: Deps, user: User, key: UploadKey) -> Uploaded | None:
     """The first answer for this key (a replay), or None once the key is this request's.
     Raises IdempotencyKeyReused (another body), IdempotencyKeyInUse (still processing)."""
-    for _ in range(_RESERVE_TRIES):
-        now = datetime.now(UTC)
-        abandoned = now - timedelta(seconds=KEY_ABANDONED_S)
-        taken = await deps.store.fetch_val(
-            Q.reserve_upload_key, user.id, key.key, key.request_hash, now, now + KEY_TTL, abandoned
-        )
-        if taken is not None:
-            return None
-        row = await deps.store.fetch_one(Q.upload_key, user.id, key.key)
-        if row is None:
-            continue  # its request failed and dropped it meanwhile
-        if row["request_hash"] != key.request_hash:
-            raise IdempotencyKeyReused()
-        response = row["response"]
-        if row["status"] != "done" or not isinstance(response, dict):
-            raise IdempotencyKeyInUse()
-        avatar = await deps.store.fetch_one(Q.avatar_by_id, UUID(response["avatar_id"]), user.id)
-        if avatar is None:
-            raise NotFound("The avatar this request made was deleted since.")
-        return Uploaded(
-            avatar_view(deps, avatar),
-            int(response["credit_used"]),
-            await ledger.balance(deps.store, user.id),
-            replayed=True,
-        )
-    raise IdempotencyKeyInUse()
+    record = await idempotency.reserve(deps.store, user.id, key.key, key.request_hash)
+    if record is None:
+        return None
+    response = record.response
+    if response is None or "avatar_id" not in response:
+        raise IdempotencyKeyInUse()  # not an upload's key
+    avatar = await deps.store.fetch_one(Q.avatar_by_id, UUID(response["avatar_id"]), user.id)
+    if avatar is None:
+        raise NotFound("The avatar this request made was deleted since.")
+    return Uploaded(
+        avatar_view(deps, avatar),
+        int(response["credit_used"]),
+        await ledger.balance(deps.store, user.id),
+        replayed=True,
+    )
 
 
 async def drop_key(deps: Deps, user: User, key: UploadKey) -> None:
     """Give the key up after a failed upload (shielded: runs while being cancelled too)."""
-    with trio.move_on_after(CLEANUP_BUDGET_S, shield=True):
-        await deps.store.execute(Q.drop_upload_key, user.id, key.key, key.request_hash)
+    await idempotency.drop(deps.store, user.id, key.key, key.request_hash)
 
 
 async def upload_avatar(
@@ -134,7 +120,7 @@ async def upload_avatar(
         row = await _insert(tx, user, project_id, avatar_id, stored, fields)
         if key is not None:
             response = {"avatar_id": str(avatar_id), "credit_used": cost}
-            await tx.execute(Q.finish_upload_key, user.id, key.key, key.request_hash, response)
+            await idempotency.finish(tx, user.id, key.key, key.request_hash, response=response)
         return row, await ledger.balance(tx, user.id)
 
     try:

@@ -7,9 +7,15 @@ from typing import TYPE_CHECKING, Final
 from lumiku.apps.pose_generator import handlers, requests, routes
 from lumiku.apps.pose_generator.service import APP_ID
 from lumiku.apps.registry import App
+from lumiku.http.ratelimit import AppRule
 from lumiku.jobs.kinds import JobKind
 
 GENERATE_TIMEOUT_S: Final = 3600.0
+RATE_LIMITS: Final = (
+    AppRule(f"{APP_ID}.generate", "user", "5/1m"),  # generations and background changes
+    AppRule(f"{APP_ID}.upload", "user", "10/1m"),  # project images and backgrounds
+    AppRule(f"{APP_ID}.project_create", "user", "20/1h"),
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,4 +49,5 @@ def make_app(
         ),
         costs={"pose": requests.COST_PER_POSE, "background": requests.COST_BACKGROUND_CHANGE},
         blueprint=routes.blueprint,
+        rate_limits=RATE_LIMITS,
     )

@@ -30,7 +30,6 @@ from lumiku.providers.base import (
     derive_seed,
     no_report,
 )
-from lumiku.providers.exports import export
 from lumiku.storage.base import new_key
 
 if TYPE_CHECKING:
@@ -69,19 +68,6 @@ async def _put_png(deps: Deps, user_id: uuid.UUID, group: uuid.UUID, data: bytes
     key = new_key(APP_ID, user_id, "png", group=group)
     await deps.storage.put(key, data, PNG)
     return key.value
-
-
-async def write_exports(
-    deps: Deps, user_id: uuid.UUID, group: uuid.UUID, image: bytes, formats: list[str]
-) -> dict[str, str]:
-    """Each export format of `image`, stored; `{format: key}`."""
-    keys = {}
-    for name in formats:
-        made = await export(image, name)
-        key = new_key(APP_ID, user_id, made.format.extension, group=group)
-        await deps.storage.put(key, made.data, made.format.content_type)
-        keys[name] = key.value
-    return keys
 
 
 async def background_bytes(
@@ -158,7 +144,7 @@ class _Generation:
         image_key = figure_key
         if self.background is not None:
             image_key = await _put_png(self.deps, user_id, self.id, image)
-        exports = await write_exports(
+        exports = await service.write_exports(
             self.deps, user_id, self.id, image, list(payload["output_formats"])
         )
         await self._record(
@@ -205,7 +191,7 @@ async def generate(ctx: JobContext, renderers: Renderers) -> Outcome:
     if row is None:
         raise Permanent("the job has no generation")
     run = _Generation(ctx, renderers, row)
-    project = await store.fetch_one(Q.project_by_id, row["project_id"], ctx.user_id)
+    project = await service.find_project(store, ctx.user_id, row["project_id"])
     subject = await subject_of(ctx.deps, project)
     upload = None
     if run.background is not None:
@@ -255,7 +241,7 @@ async def change_background(ctx: JobContext, renderers: Renderers) -> Outcome:
     image = await apply_background(renderers, figure, background, upload, seed)
     group = row["generation_id"]
     image_key = await _put_png(deps, ctx.user_id, group, image)
-    exports = await write_exports(deps, ctx.user_id, group, image, sorted(row["exports"]))
+    exports = await service.write_exports(deps, ctx.user_id, group, image, sorted(row["exports"]))
     await deps.store.execute(
         Q.update_pose_image, pose_id, ctx.user_id, image_key, exports, service.now()
     )

@@ -1,10 +1,8 @@
 -- Pose Generator (SPEC §8.2). Every read names the user: another user's id matches no row
--- (the routes answer 404). A generation's status and progress are its job's.
+-- (the routes answer 404). A generation's status and progress are its job's. Avatars are
+-- the Avatar Creator's: read through its service, never joined here (SPEC §17).
 
 -- Projects --------------------------------------------------------------------------------
-
--- name: owned_avatar
-SELECT id, image_key FROM avatars WHERE id = $1 AND user_id = $2
 
 -- name: insert_project
 INSERT INTO pose_projects (id, user_id, name, description, avatar_id, image_key, created_at,
@@ -12,23 +10,19 @@ INSERT INTO pose_projects (id, user_id, name, description, avatar_id, image_key,
 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
 
 -- name: project_by_id
-SELECT p.id, p.user_id, p.name, p.description, p.avatar_id, p.image_key, p.created_at,
-       p.updated_at, a.image_key AS avatar_image_key
-FROM pose_projects p
-LEFT JOIN avatars a ON a.id = p.avatar_id AND a.user_id = p.user_id
-WHERE p.id = $1 AND p.user_id = $2
+SELECT id, user_id, name, description, avatar_id, image_key, created_at, updated_at
+FROM pose_projects
+WHERE id = $1 AND user_id = $2
 
 -- name: lock_project
 SELECT * FROM pose_projects WHERE id = $1 AND user_id = $2 FOR UPDATE
 
 -- name: projects_page
 -- The user's projects, newest first, with ids below $2 (the cursor).
-SELECT p.id, p.user_id, p.name, p.description, p.avatar_id, p.image_key, p.created_at,
-       p.updated_at, a.image_key AS avatar_image_key
-FROM pose_projects p
-LEFT JOIN avatars a ON a.id = p.avatar_id AND a.user_id = p.user_id
-WHERE p.user_id = $1 AND p.id < $2
-ORDER BY p.id DESC
+SELECT id, user_id, name, description, avatar_id, image_key, created_at, updated_at
+FROM pose_projects
+WHERE user_id = $1 AND id < $2
+ORDER BY id DESC
 LIMIT $3
 
 -- name: update_project

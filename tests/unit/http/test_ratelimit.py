@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -12,18 +13,39 @@ import trio.testing
 from quart import request
 from quart_trio import QuartTrio
 
+from lumiku.apps.builtin import builtin_apps
 from lumiku.config import RateLimitSettings
+from lumiku.config_rules import LEGACY_APP_RULES
 from lumiku.counters import MemoryCounters, Window
 from lumiku.errors import RateLimited, RateLimiterUnavailable, RedisUnavailable
 from lumiku.http.problems import register_error_handlers
 from lumiku.http.ratelimit import (
     LIMITER_KEY,
     RULE_SCOPES,
+    AppRule,
     Decision,
     RateLimiter,
     Rule,
     rate_limited,
 )
+
+REPO = Path(__file__).resolve().parents[3]
+
+# Two apps' rules, as their App values declare them.
+APP_RULES = (
+    AppRule("demo.generate", "user", "5/1m"),
+    AppRule("demo.upload", "user", "10/1m"),
+    AppRule("demo.from_preset", "user", "8/1m"),
+    AppRule("demo.project_create", "user", "20/1h"),
+    AppRule("other-app.generate", "user", "3/1m"),
+)
+
+
+ONE_A_MINUTE = RateLimitSettings(apps=("demo.generate=1/1m", "demo.upload=1/1m"))
+
+
+def limiter_of(settings: RateLimitSettings, counters: Any) -> RateLimiter:
+    return RateLimiter(settings, counters, APP_RULES)
 
 
 class BrokenCounters:
@@ -64,18 +86,49 @@ class RecordingCounters:
 
 
 def test_every_rule_is_built_from_its_setting() -> None:
-    settings = RateLimitSettings(login="7/30s", generate="2/1h")
-    rules = RateLimiter(settings, MemoryCounters()).rules
-    assert set(rules) == set(RULE_SCOPES)
+    settings = RateLimitSettings(login="7/30s", apps=("demo.generate=2/1h",))
+    rules = limiter_of(settings, MemoryCounters()).rules
+    assert set(rules) == set(RULE_SCOPES) | {rule.name for rule in APP_RULES}
     assert rules["login"] == Rule("login", "ip", 7, 30)
-    assert rules["generate"] == Rule("generate", "user", 2, 3600)
+    assert rules["demo.generate"] == Rule("demo.generate", "user", 2, 3600)
+    assert rules["other-app.generate"] == Rule("other-app.generate", "user", 3, 60)  # default
     assert rules["register"] == Rule("register", "ip", 3, 3600)  # the default 3/1h
     assert rules["payment_callback"] == Rule("payment_callback", "ip", 100, 900)
 
 
-def test_every_rule_has_a_setting() -> None:
+def test_every_core_rule_has_a_setting() -> None:
     fields = {f.name for f in attrs.fields(RateLimitSettings)} - {"enabled", "fail_closed"}
-    assert fields == set(RULE_SCOPES)
+    assert fields - {"apps", *LEGACY_APP_RULES} == set(RULE_SCOPES)
+
+
+def test_a_legacy_setting_gives_each_app_its_own_rule_of_that_name() -> None:
+    settings = RateLimitSettings(generate="7/1m", apps=("other-app.generate=9/1h",))
+    rules = limiter_of(settings, MemoryCounters()).rules
+    assert rules["demo.generate"] == Rule("demo.generate", "user", 7, 60)
+    assert rules["other-app.generate"] == Rule("other-app.generate", "user", 9, 3600)  # apps wins
+    assert rules["demo.upload"] == Rule("demo.upload", "user", 10, 60)  # unset: the default
+
+
+async def test_two_apps_rules_of_one_name_count_apart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    settings = RateLimitSettings(generate="1/1m")
+    limiter = limiter_of(settings, MemoryCounters())
+    await limiter.check("demo.generate", "user-1")
+    with pytest.raises(RateLimited):
+        await limiter.check("demo.generate", "user-1")
+    assert (await limiter.check("other-app.generate", "user-1")).remaining == 0
+
+
+def test_rules_nobody_declares_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"nope\.generate"):
+        limiter_of(RateLimitSettings(apps=("nope.generate=1/1m",)), MemoryCounters())
+    with pytest.raises(ValueError, match=r"nope\.generate"):
+        limiter_of(RateLimitSettings(fail_closed=("nope.generate",)), MemoryCounters())
+    with pytest.raises(ValueError, match="declared twice"):
+        RateLimiter(RateLimitSettings(), MemoryCounters(), [*APP_RULES, APP_RULES[0]])
+    with pytest.raises(ValueError, match="generate"):
+        AppRule("generate", "user", "1/1m")  # not <app>.<rule>
 
 
 def test_an_unknown_fail_closed_rule_is_refused() -> None:
@@ -126,10 +179,10 @@ async def test_rules_count_separately_for_the_same_identity(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     counters = RecordingCounters()
-    limiter = RateLimiter(RateLimitSettings(generate="1/1m", upload="1/1m"), counters)
-    await limiter.check("generate", "user-1")
-    await limiter.check("upload", "user-1")
-    assert counters.hits == [("generate:user:user-1", 60), ("upload:user:user-1", 60)]
+    limiter = limiter_of(ONE_A_MINUTE, counters)
+    await limiter.check("demo.generate", "user-1")
+    await limiter.check("demo.upload", "user-1")
+    assert counters.hits == [("demo.generate:user:user-1", 60), ("demo.upload:user:user-1", 60)]
 
 
 async def test_an_unknown_rule_is_a_key_error() -> None:
@@ -162,18 +215,18 @@ async def test_store_down_fails_open_for_other_rules(caplog: pytest.LogCaptureFi
 
 
 async def test_default_fail_closed_rules_are_auth_and_money() -> None:
-    limiter = RateLimiter(RateLimitSettings(), BrokenCounters())
+    limiter = limiter_of(RateLimitSettings(), BrokenCounters())
     for rule in ("login", "register", "profile_update", "payment_create", "payment_callback"):
         with pytest.raises(RateLimiterUnavailable):
             await limiter.check(rule, "x")
-    for rule in ("generate", "upload", "from_preset", "project_create", "health"):
+    for rule in (*(r.name for r in APP_RULES), "health"):
         assert not (await limiter.check(rule, "x")).counted
 
 
 async def test_an_outage_logs_once_a_second_per_rule_and_counts_every_failure(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    limiter = RateLimiter(RateLimitSettings(), BrokenCounters())
+    limiter = limiter_of(RateLimitSettings(), BrokenCounters())
 
     def logged() -> list[dict[str, Any]]:
         return [
@@ -184,8 +237,11 @@ async def test_an_outage_logs_once_a_second_per_rule_and_counts_every_failure(
 
     for _ in range(5):
         await limiter.check("health", "x")
-    await limiter.check("generate", "x")
-    assert [(f["rule"], f["suppressed"]) for f in logged()] == [("health", 0), ("generate", 0)]
+    await limiter.check("demo.generate", "x")
+    assert [(f["rule"], f["suppressed"]) for f in logged()] == [
+        ("health", 0),
+        ("demo.generate", 0),
+    ]
     await trio.sleep(1)
     await limiter.check("health", "x")
     assert [(f["rule"], f["suppressed"]) for f in logged()][-1] == ("health", 4)
@@ -210,16 +266,16 @@ async def test_statistics_count_checks_rejections_and_failures(
     for _ in range(2):
         with pytest.raises(RateLimited):
             await limiter.check("login", "a")
-    broken = RateLimiter(RateLimitSettings(), BrokenCounters())
+    broken = limiter_of(RateLimitSettings(), BrokenCounters())
     with pytest.raises(RateLimiterUnavailable):
         await broken.check("login", "a")
-    await broken.check("generate", "a")
-    await broken.check("upload", "a")
+    await broken.check("demo.generate", "a")
+    await broken.check("demo.upload", "a")
 
     stats = limiter.statistics()
     assert (stats.checks, stats.rejected, stats.failed_open, stats.failed_closed) == (3, 2, 0, 0)
     assert stats.rejected_by_rule["login"] == 2
-    assert stats.rejected_by_rule["generate"] == 0
+    assert "demo.generate" not in stats.rejected_by_rule  # this limiter has no app rules
     other = broken.statistics()
     assert (other.checks, other.rejected, other.failed_open, other.failed_closed) == (3, 0, 2, 1)
     # a snapshot: later checks do not change it
@@ -243,12 +299,12 @@ def make_app(limiter: RateLimiter) -> QuartTrio:
         return {"ok": "login"}
 
     @app.post("/generate")
-    @rate_limited("generate", identity=lambda: request.headers.get("X-User", ""))
+    @rate_limited("demo.generate", identity=lambda: request.headers.get("X-User", ""))
     async def generate() -> dict[str, str]:
         return {"ok": "generate"}
 
     @app.post("/unauthorized")
-    @rate_limited("upload")
+    @rate_limited("demo.upload")
     async def upload() -> dict[str, str]:
         return {"ok": "upload"}
 
@@ -287,7 +343,7 @@ async def test_user_rules_count_per_identity_and_fall_back_to_the_ip(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     counters = RecordingCounters()
-    app = make_app(RateLimiter(RateLimitSettings(generate="1/1m", upload="1/1m"), counters))
+    app = make_app(limiter_of(ONE_A_MINUTE, counters))
     client = app.test_client()
     scope = {"lumiku.client_ip": "198.51.100.7"}
     alice = await client.post("/generate", headers={"X-User": "alice"}, scope_base=scope)
@@ -303,16 +359,16 @@ async def test_user_rules_count_per_identity_and_fall_back_to_the_ip(
         200,
     ]
     assert [key for key, _ in counters.hits] == [
-        "generate:user:alice",
-        "generate:user:bob",
-        "generate:user:alice",
-        "generate:user:ip:198.51.100.7",
-        "upload:user:ip:198.51.100.7",
+        "demo.generate:user:alice",
+        "demo.generate:user:bob",
+        "demo.generate:user:alice",
+        "demo.generate:user:ip:198.51.100.7",
+        "demo.upload:user:ip:198.51.100.7",
     ]
 
 
 async def test_decorated_route_answers_503_or_passes_when_the_store_is_down() -> None:
-    app = make_app(RateLimiter(RateLimitSettings(), BrokenCounters()))
+    app = make_app(limiter_of(RateLimitSettings(), BrokenCounters()))
     client = app.test_client()
     closed = await client.post("/login")
     assert closed.status_code == 503
@@ -322,3 +378,13 @@ async def test_decorated_route_answers_503_or_passes_when_the_store_is_down() ->
     opened = await client.post("/generate", headers={"X-User": "alice"})
     assert opened.status_code == 200
     assert "RateLimit-Limit" not in opened.headers
+
+
+def test_the_builtin_apps_rules_are_documented_with_their_defaults() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    example = (REPO / "config" / "lumiku.example.toml").read_text(encoding="utf-8")
+    rules = [rule for app in builtin_apps().apps() for rule in app.rate_limits]
+    assert rules
+    for rule in rules:
+        assert f"| `{rule.name}` | {rule.rate} |" in readme, rule.name
+        assert f"{rule.name} {rule.rate}" in example, rule.name

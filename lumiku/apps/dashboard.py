@@ -2,8 +2,9 @@
 generations, projects, storage and the login before this session's.
 
 Counts come from each app's works adapter (no app's tables are read here), money from the
-ledger. The month is the calendar month in UTC. Storage has no quota yet and no size is
-recorded at write time, so `used_bytes` and `quota_bytes` are null until quotas land.
+ledger. The month is the calendar month in UTC. `used_bytes` is what the storage holds under the
+user's prefix of each app (`<app>/<user_id>/`: outputs and uploads), measured by walking
+it; there is no quota yet, so `quota_bytes` is null.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from lumiku.accounts.service import previous_login
 from lumiku.credits import ledger
+from lumiku.storage.base import prefix_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -32,8 +34,9 @@ async def dashboard(
 ) -> dict[str, Any]:
     """The dashboard of `user_id` over `apps` (those enabled for them)."""
     since = month_start(now or datetime.now(UTC))
-    generations = projects = 0
+    generations = projects = used_bytes = 0
     for app in apps:
+        used_bytes += await deps.storage.usage_bytes(prefix_of(app.id, user_id))
         if app.works is not None:
             summary = await app.works.summary(deps, user_id, since=since)
             generations += summary.generations_since
@@ -44,6 +47,6 @@ async def dashboard(
         "credits_spent_this_month": await ledger.spent_since(deps.store, user_id, since),
         "generations_this_month": generations,
         "projects": projects,
-        "storage": {"used_bytes": None, "quota_bytes": None},
+        "storage": {"used_bytes": used_bytes, "quota_bytes": None},
         "last_login_at": None if last_login is None else last_login.astimezone(UTC).isoformat(),
     }

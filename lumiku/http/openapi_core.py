@@ -225,7 +225,8 @@ OPERATIONS: Final[dict[str, Op]] = {
         "The caller's dashboard: credits, this month's spend and generations, projects",
         ("apps",),
         description="`last_login_at` is the login before the latest one (null until the "
-        "second login); storage sizes are null until quotas exist.",
+        "second login); `storage.used_bytes` is what the user's files of the enabled apps "
+        "take; `quota_bytes` is null (no quotas yet).",
         responses={
             200: ok(
                 obj(

@@ -140,6 +140,17 @@ async def projects(service: Service, token: str) -> tuple[str, str]:
     return avatar_project, str(response.json()["project"]["id"])
 
 
+def stored_bytes(service: Service, user_id: str) -> int:
+    """The size of every file stored for the user, whichever app wrote it."""
+    root = Path(service.settings.storage.path)
+    return sum(
+        path.stat().st_size
+        for app in ("avatar-creator", "pose-generator")
+        for path in (root / app / user_id).rglob("*")
+        if path.is_file()
+    )
+
+
 def ids(body: dict[str, Any]) -> list[str]:
     return [g["id"] for g in body["generations"]]
 
@@ -234,7 +245,7 @@ async def test_dashboard_counts_this_month_and_the_previous_login(service: Servi
         "credits_spent_this_month": 0,
         "generations_this_month": 0,
         "projects": 0,
-        "storage": {"used_bytes": None, "quota_bytes": None},
+        "storage": {"used_bytes": 0, "quota_bytes": None},
         "last_login_at": None,
     }
     first_login_after = datetime.now(UTC)
@@ -252,6 +263,9 @@ async def test_dashboard_counts_this_month_and_the_previous_login(service: Servi
     assert body["credits_balance"] == 1000 - 70
     assert body["generations_this_month"] == 2
     assert body["projects"] == 2
+    user_id = (await get(service, token, "/api/auth/profile"))["user"]["id"]
+    assert body["storage"] == {"used_bytes": stored_bytes(service, user_id), "quota_bytes": None}
+    assert body["storage"]["used_bytes"] > 0
     previous = datetime.fromisoformat(body["last_login_at"])
     assert first_login_after <= previous <= second_login_after
 

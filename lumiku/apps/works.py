@@ -19,6 +19,7 @@ storage (`stat`), as no size is recorded at write time yet.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 from datetime import UTC
@@ -28,7 +29,7 @@ from uuid import UUID
 import attrs
 import trio
 
-from lumiku.errors import FieldError, NotFound, ValidationFailed
+from lumiku.errors import FieldError, NotFound, StorageError, ValidationFailed
 from lumiku.jobs.models import STATUSES, decode_cursor, encode_cursor
 from lumiku.storage.signing import signed_url
 
@@ -182,13 +183,16 @@ def _view(deps: Deps, app: App, work: Work, sizes: Mapping[str, int | None]) -> 
 
 
 async def _sizes(deps: Deps, keys: Iterable[str]) -> dict[str, int | None]:
-    """Each key's stored size (None when the file is gone), a few `stat`s at a time."""
+    """Each key's stored size (None when the file is gone or the storage cannot say), a few
+    `stat`s at a time."""
     sizes: dict[str, int | None] = {}
     limiter = trio.CapacityLimiter(STAT_CONCURRENCY)
 
     async def size_of(key: str) -> None:
+        info = None
         async with limiter:
-            info = await deps.storage.stat(key)
+            with contextlib.suppress(StorageError):  # a size is not worth failing the page
+                info = await deps.storage.stat(key)
         sizes[key] = None if info is None else info.size
 
     async with trio.open_nursery() as nursery:

@@ -7,19 +7,20 @@ a disabled app answers 404 `APP_DISABLED`).
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any, Final
 
 from quart import Blueprint, request
 
 from lumiku.apps import works
 from lumiku.apps.dashboard import dashboard
-from lumiku.errors import AppDisabled, NotFound
+from lumiku.errors import AppDisabled
 from lumiku.http.auth import authenticated, current_user, optional_user
 from lumiku.http.bodies import query_int
 from lumiku.http.context import current_deps
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from lumiku.accounts.service import User
     from lumiku.apps.registry import App
     from lumiku.deps import Deps
@@ -71,16 +72,14 @@ async def recent_generations() -> dict[str, Any]:
     return {"generations": page.as_dict()["generations"]}
 
 
-@blueprint.delete("/api/generations/<generation_id>")
+# `<uuid:...>`: so `/api/generations/recent` is not also an id (OPTIONS there would
+# advertise DELETE); any other id is 404 all the same.
+@blueprint.delete("/api/generations/<uuid:generation_id>")
 @authenticated
-async def delete_generation(generation_id: str) -> tuple[str, int]:
+async def delete_generation(generation_id: UUID) -> tuple[str, int]:
     """204 once deleted; 409 GENERATION_RUNNING while queued or running; 404 otherwise."""
     deps, user = current_deps(), current_user()
-    try:
-        work_id = uuid.UUID(generation_id)
-    except ValueError:
-        raise NotFound("No such generation.") from None
-    await works.delete_work(deps, user.id, enabled_apps(deps, user), work_id)
+    await works.delete_work(deps, user.id, enabled_apps(deps, user), generation_id)
     return "", 204
 
 

@@ -216,6 +216,7 @@ OPERATIONS: Final[dict[str, Op]] = {
     "DELETE /api/generations/{generation_id}": Op(
         "Delete a generation with its outputs and their files",
         ("apps",),
+        path={"generation_id": UUID},  # the route's converter: other ids are 404
         responses={
             204: Resp("Deleted"),
             409: problem("GENERATION_RUNNING: queued or running (cancel it first)"),

@@ -26,7 +26,7 @@ POSE = "/api/apps/pose-generator"
 
 @attrs.define
 class GatedRenderers:
-    """The service's pose providers; while `gate` is set, pose calls wait for it."""
+    """The service's pose providers; while `gate` is set, calls wait for it."""
 
     deps: Deps | None = None
     gate: trio.Event | None = None
@@ -39,6 +39,8 @@ class GatedRenderers:
 
     async def background(self, request: BackgroundRequest, report: Report = no_report) -> bytes:
         assert self.deps is not None
+        if self.gate is not None:
+            await self.gate.wait()
         return await self.deps.providers.background(request, report)
 
 
@@ -232,6 +234,24 @@ async def test_my_work_lists_both_apps_newest_first_and_deletes(
     assert active["generations"][0]["status"] in ("queued", "running")
     renderers.gate.set()
     await wait_done(service, token, f"{POSE}/generations/{running}")
+
+    # Nor one with a new background on its way for one of its poses.
+    results = await get(service, token, f"{POSE}/generations/{running}/results")
+    renderers.gate = trio.Event()
+    change = await service.client.post(
+        f"{POSE}/poses/{results['poses'][0]['id']}/background",
+        json={"background_mode": "solid_color", "background_color": "#ff0000"},
+        headers=bearer(token),
+    )
+    assert change.status_code == 202, change.text
+    refused = await service.client.delete(f"/api/generations/{running}", headers=bearer(token))
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "GENERATION_RUNNING"
+    renderers.gate.set()
+    with trio.fail_after(30):
+        job_path = f"/api/jobs/{change.json()['job_id']}"
+        while (await get(service, token, job_path))["job"]["status"] != "succeeded":
+            await trio.sleep(0.05)
     deleted = await service.client.delete(f"/api/generations/{running}", headers=bearer(token))
     assert deleted.status_code == 204
 

@@ -147,6 +147,12 @@ SELECT g.id, j.status FROM pose_generations g JOIN jobs j ON j.id = g.job_id
 WHERE g.id = $1 AND g.user_id = $2
 FOR UPDATE
 
+-- name: active_background_changes
+-- New backgrounds for the generation's poses still queued or running (a delete waits).
+SELECT count(*) FROM jobs j
+WHERE j.user_id = $2 AND j.kind = 'pose.background' AND j.status IN ('queued', 'running')
+  AND (j.payload->>'pose_id')::uuid IN (SELECT id FROM generated_poses WHERE generation_id = $1)
+
 -- name: delete_generation
 -- Its poses cascade.
 DELETE FROM pose_generations WHERE id = $1 AND user_id = $2

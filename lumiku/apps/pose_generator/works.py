@@ -2,7 +2,9 @@
 (the export formats and the ZIP are derived from them); its thumbnail is the first pose.
 
 Deleting a generation deletes its poses (the rows cascade) and every file of the
-generation's storage group: images, skeletons, figures, exports.
+generation's storage group: images, skeletons, figures, exports. It waits (409) for the
+generation's job and for any new background of one of its poses (a `pose.background` job
+writes into the same group and would charge for a pose that is gone).
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ class PoseWorks:
                 return False
             if row["status"] in ACTIVE:
                 raise GenerationRunning("Wait for the generation to finish (or cancel it).")
+            if await tx.fetch_val(Q.active_background_changes, work_id, user_id):
+                raise GenerationRunning("A new background for one of its poses is on its way.")
             await tx.execute(Q.delete_generation, work_id, user_id)
         await deps.storage.delete_prefix(prefix_of(APP_ID, user_id, work_id))
         return True

@@ -15,7 +15,9 @@ LumikuError
 │   ├── MethodNotAllowed    405  METHOD_NOT_ALLOWED
 │   ├── Conflict            409  CONFLICT
 │   │   ├── EmailTaken      409  EMAIL_TAKEN
-│   │   └── DuplicateLedgerEntry 409 DUPLICATE_LEDGER_ENTRY
+│   │   ├── DuplicateLedgerEntry 409 DUPLICATE_LEDGER_ENTRY
+│   │   └── GenerationRunning 409 GENERATION_RUNNING (My Work: a queued or running
+│   │                            generation cannot be deleted)
 │   ├── PayloadTooLarge     413  PAYLOAD_TOO_LARGE
 │   ├── UnsupportedMediaType 415 UNSUPPORTED_MEDIA_TYPE
 │   ├── RateLimited         429  RATE_LIMITED (retry_after_s)
@@ -223,6 +225,13 @@ class DuplicateLedgerEntry(Conflict):
 
     code = "DUPLICATE_LEDGER_ENTRY"
     title = "This ledger entry was already written"
+
+
+class GenerationRunning(Conflict):
+    """`DELETE /api/generations/{id}` of a generation whose job is queued or running."""
+
+    code = "GENERATION_RUNNING"
+    title = "The generation is still queued or running"
 
 
 class PayloadTooLarge(ClientError):

@@ -32,3 +32,10 @@ UPDATE users SET role = $2, updated_at = $3 WHERE id = $1
 -- name: set_tags
 UPDATE users SET tags = $2, updated_at = $3 WHERE id = $1
 RETURNING id, email, name, role, tags, token_version, created_at
+
+-- name: record_login
+-- The login before this one becomes the previous login (the dashboard's last_login_at).
+UPDATE users SET previous_login_at = last_login_at, last_login_at = $2 WHERE id = $1
+
+-- name: previous_login
+SELECT previous_login_at FROM users WHERE id = $1

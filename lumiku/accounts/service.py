@@ -222,8 +222,16 @@ async def login(deps: Deps, *, email: str, password: str) -> Session:
         await deps.store.execute(
             Q.rehash_password, row["id"], await deps.hasher.hash(password), stored_hash
         )
+    await deps.store.execute(Q.record_login, row["id"], _now())
     user = User.from_row(row)
     return Session(user, _issue(deps, user))
+
+
+async def previous_login(deps: Deps, user_id: uuid.UUID) -> datetime | None:
+    """When the user logged in before their latest login (None before a second login):
+    what the dashboard calls `last_login_at`."""
+    value: datetime | None = await deps.store.fetch_val(Q.previous_login, user_id)
+    return value
 
 
 async def authenticate(deps: Deps, token: str | None) -> User:

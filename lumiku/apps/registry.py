@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from quart import Blueprint
 
+    from lumiku.apps.works import Works
     from lumiku.http.ratelimit import AppRule
 
 _APP_ID: Final = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
@@ -30,12 +31,23 @@ _APP_ID: Final = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 
 @attrs.frozen
 class App:
+    """An app as the registry knows it. The dashboard metadata (`description` … `pricing_url`)
+    is what `GET /api/apps` lists, ordered by `order`; `works` is how My Work lists and
+    deletes its generations (`apps/works.py`; None: the app makes none)."""
+
     id: str
     name: str
     kinds: tuple[JobKind, ...] = ()
     costs: Mapping[str, int] = attrs.field(factory=dict)
     blueprint: Blueprint | None = None
     flag: str = ""  # the feature flag that enables it; empty = the app id
+    description: str = ""
+    icon: str = ""
+    color: str = ""
+    order: int = 100
+    beta: bool = False
+    pricing_url: str | None = None
+    works: Works | None = None
     # its rate-limit rules, each named "<app id>.<rule>" (SPEC §17)
     rate_limits: tuple[AppRule, ...] = ()
 
@@ -55,11 +67,17 @@ class App:
         return f"/api/apps/{self.id}"
 
     def as_dict(self) -> dict[str, Any]:
+        """The app as `GET /api/apps` lists it."""
         return {
             "id": self.id,
             "name": self.name,
+            "description": self.description,
+            "icon": self.icon,
+            "color": self.color,
+            "order": self.order,
+            "beta": self.beta,
             "costs": dict(self.costs),
-            "kinds": [k.name for k in self.kinds],
+            "pricing_url": self.pricing_url,
         }
 
 

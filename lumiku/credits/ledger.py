@@ -245,6 +245,11 @@ async def balance(executor: Executor, user_id: UUID) -> int:
     return int(value or 0)
 
 
+async def spent_since(executor: Executor, user_id: UUID, since: datetime) -> int:
+    """What the user spent since `since`: charges minus refunds written since. Reads only."""
+    return int(await executor.fetch_val(Q.spent_since, user_id, since) or 0)
+
+
 async def history(
     executor: Executor, user_id: UUID, *, limit: int = 20, cursor: str | None = None
 ) -> Page:

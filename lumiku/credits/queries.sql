@@ -42,6 +42,11 @@ RETURNING id
 -- name: account_balance
 SELECT balance FROM credit_accounts WHERE user_id = $1
 
+-- name: spent_since
+-- Charges minus refunds written since $2 (the dashboard's spend this month).
+SELECT coalesce(sum(-delta), 0) FROM credit_entries
+WHERE user_id = $1 AND kind IN ('charge', 'refund') AND created_at >= $2
+
 -- name: history_page
 SELECT id, user_id, delta, balance_after, kind, ref_type, ref_id, note, created_at
 FROM credit_entries

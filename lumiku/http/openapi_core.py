@@ -17,8 +17,11 @@ from lumiku.http.openapi_schemas import (
     INTEGER,
     OBJECT,
     STRING,
+    TIME,
+    UUID,
     Schema,
     array,
+    nullable,
     obj,
     ref,
 )
@@ -34,6 +37,34 @@ _PASSWORD: Final[Schema] = {
     "of 3 identical characters; not a common password"
 }
 _HEALTH: Final = obj({"status": STRING})
+_APP: Final = obj(
+    {
+        "id": STRING,
+        "name": STRING,
+        "description": STRING,
+        "icon": STRING,
+        "color": STRING,
+        "order": INTEGER,
+        "beta": BOOLEAN,
+        "costs": {"type": "object", "additionalProperties": INTEGER},
+        "pricing_url": nullable(STRING),
+    }
+)
+_GENERATION: Final = obj(
+    {
+        "id": UUID,
+        "app": STRING,
+        "title": STRING,
+        "status": _JOB_STATUS,
+        "progress": OBJECT,
+        "created_at": TIME,
+        "finished_at": nullable(TIME),
+        "thumbnail_url": nullable(STRING),
+        "outputs": array(obj({"kind": STRING, "url": STRING, "bytes": nullable(INTEGER)})),
+        "credit_charged": INTEGER,
+        "job_id": UUID,
+    }
+)
 _JOB: Final = obj({"job": ref("Job")})
 _SSE_EVENT: Final[Schema] = {
     "description": "one event of the stream: `event` is its type, `data` the JSON event "
@@ -165,9 +196,54 @@ OPERATIONS: Final[dict[str, Op]] = {
     ),
     # Apps (SPEC §8) -----------------------------------------------------------------------
     "GET /api/apps": Op(
-        "The apps enabled for the caller",
+        "The apps enabled for the caller, ordered by `order`, with their dashboard card",
         ("apps",),
-        responses={200: ok(obj({"apps": array(obj({"id": STRING, "name": STRING}))}))},
+        responses={200: ok(obj({"apps": array(_APP)}))},
+    ),
+    "GET /api/generations": Op(
+        "My Work: the caller's generations of every enabled app, newest first",
+        ("apps",),
+        query={"app": STRING, "status": _JOB_STATUS, **PAGE_QUERY},
+        description="Output and thumbnail URLs are signed (`/files/...`); `bytes` is null "
+        "when the file is gone. 400 for an app that is not enabled for the caller.",
+        responses={200: ok(obj({"generations": array(_GENERATION), "next_cursor": CURSOR}))},
+    ),
+    "GET /api/generations/recent": Op(
+        "The caller's last 5 generations",
+        ("apps",),
+        responses={200: ok(obj({"generations": array(_GENERATION)}))},
+    ),
+    "DELETE /api/generations/{generation_id}": Op(
+        "Delete a generation with its outputs and their files",
+        ("apps",),
+        path={"generation_id": UUID},  # the route's converter: other ids are 404
+        responses={
+            204: Resp("Deleted"),
+            409: problem("GENERATION_RUNNING: queued or running (cancel it first)"),
+        },
+    ),
+    "GET /api/stats/dashboard": Op(
+        "The caller's dashboard: credits, this month's spend and generations, projects",
+        ("apps",),
+        description="`last_login_at` is the login before the latest one (null until the "
+        "second login); `storage.used_bytes` is what the user's files of the enabled apps "
+        "take; `quota_bytes` is null (no quotas yet).",
+        responses={
+            200: ok(
+                obj(
+                    {
+                        "credits_balance": INTEGER,
+                        "credits_spent_this_month": INTEGER,
+                        "generations_this_month": INTEGER,
+                        "projects": INTEGER,
+                        "storage": obj(
+                            {"used_bytes": nullable(INTEGER), "quota_bytes": nullable(INTEGER)}
+                        ),
+                        "last_login_at": nullable(TIME),
+                    }
+                )
+            )
+        },
     ),
     # Jobs (SPEC §6, §7) -------------------------------------------------------------------
     "GET /api/jobs": Op(

@@ -151,3 +151,8 @@ class Storage(Protocol):
     async def delete_prefix(self, prefix: str) -> int:
         """Remove every object under `prefix` (see `check_prefix`); the number removed."""
         ...
+
+    async def usage_bytes(self, prefix: str) -> int:
+        """The total size of the objects under `prefix` (see `check_prefix`); 0 for none.
+        Walks the prefix: meant for one user's files (the dashboard), not for hot paths."""
+        ...

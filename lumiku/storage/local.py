@@ -138,6 +138,11 @@ class LocalStorage:
         directory = os.path.join(self.root, *checked.rstrip("/").split("/"))
         return await trio.to_thread.run_sync(partial(_remove_tree, checked, directory))
 
+    async def usage_bytes(self, prefix: str) -> int:
+        checked = check_prefix(prefix)
+        directory = os.path.join(self.root, *checked.rstrip("/").split("/"))
+        return await trio.to_thread.run_sync(partial(_tree_bytes, checked, directory))
+
 
 def _info(key: str, st: os.stat_result) -> ObjectInfo:
     version = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode()
@@ -192,6 +197,20 @@ def _unlink(key: str, path: str) -> bool:
     except OSError as exc:
         raise StorageError(f"cannot delete {key}: {exc}") from exc
     return True
+
+
+def _tree_bytes(prefix: str, directory: str) -> int:
+    """The total size of the objects (not temporary files) under `directory`."""
+    total = 0
+    try:
+        for current, _dirs, files in os.walk(directory):
+            for name in files:
+                if not name.startswith(TEMP_PREFIX):
+                    with contextlib.suppress(FileNotFoundError):  # deleted meanwhile
+                        total += os.stat(os.path.join(current, name)).st_size
+    except OSError as exc:
+        raise StorageError(f"cannot measure {prefix}: {exc}") from exc
+    return total
 
 
 def _remove_tree(prefix: str, directory: str) -> int:

@@ -51,7 +51,17 @@ async def test_registered_apps_are_listed_and_mounted(tmp_path: Path) -> None:
     assert listed.status_code == 200
     assert listed.json() == {
         "apps": [
-            {"id": "demo", "name": "Demo app", "costs": {"render": 10}, "kinds": ["demo.render"]}
+            {
+                "id": "demo",
+                "name": "Demo app",
+                "description": "",
+                "icon": "",
+                "color": "",
+                "order": 100,
+                "beta": False,
+                "costs": {"render": 10},
+                "pricing_url": None,
+            }
         ]
     }
     assert anonymous.status_code == 401

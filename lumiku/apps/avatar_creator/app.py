@@ -8,6 +8,7 @@ from lumiku.apps.avatar_creator import requests
 from lumiku.apps.avatar_creator.handlers import generate_avatar
 from lumiku.apps.avatar_creator.routes import make_blueprint
 from lumiku.apps.avatar_creator.service import APP_ID, KIND_FROM_PRESET, KIND_GENERATE
+from lumiku.apps.avatar_creator.works import AvatarWorks
 from lumiku.apps.registry import App
 from lumiku.http.ratelimit import AppRule
 from lumiku.jobs.kinds import JobKind
@@ -30,8 +31,8 @@ def _provider_available(deps: Deps) -> bool:
 
 
 def make_app() -> App:
-    """Avatar Creator: its routes, its two job kinds, its costs and rate limits (one App
-    per service)."""
+    """Avatar Creator: its routes, job kinds, costs, rate limits, dashboard card and works
+    (one App per service)."""
     kinds = tuple(
         JobKind(name, generate_avatar, concurrency=CONCURRENCY, available=_provider_available)
         for name in (KIND_GENERATE, KIND_FROM_PRESET)
@@ -47,4 +48,9 @@ def make_app() -> App:
         },
         blueprint=make_blueprint(),
         rate_limits=RATE_LIMITS,
+        description="Create AI avatars from a prompt, a preset or a photo.",
+        icon="user-circle",
+        color="blue",
+        order=10,
+        works=AvatarWorks(),
     )

@@ -113,6 +113,35 @@ SELECT g.id, g.project_id, g.job_id, g.source_type, g.request, g.credit_charged,
 FROM avatar_generations g JOIN jobs j ON j.id = g.job_id
 WHERE g.job_id = $1 AND g.user_id = $2
 
+-- My Work (apps/works.py) ------------------------------------------------------------------
+
+-- name: works_page
+-- The user's generations below the cursor ($2), newest first, with their job's state and
+-- the avatar once made; $3 a job status, '' for any.
+SELECT g.id, g.job_id, g.request, g.credit_charged, g.created_at, j.status, j.progress,
+       j.finished_at, a.name AS avatar_name, a.image_key, a.thumbnail_key
+FROM avatar_generations g
+JOIN jobs j ON j.id = g.job_id
+LEFT JOIN avatars a ON a.generation_id = g.id
+WHERE g.user_id = $1 AND g.id < $2 AND ($3 = '' OR j.status = $3)
+ORDER BY g.id DESC
+LIMIT $4
+
+-- name: lock_work
+-- The generation and its job, locked: an admin retry cannot re-queue it while it is deleted.
+SELECT g.id, j.status FROM avatar_generations g JOIN jobs j ON j.id = g.job_id
+WHERE g.id = $1 AND g.user_id = $2
+FOR UPDATE
+
+-- name: delete_generation_avatar
+DELETE FROM avatars WHERE generation_id = $1 AND user_id = $2
+
+-- name: delete_generation
+DELETE FROM avatar_generations WHERE id = $1 AND user_id = $2
+
+-- name: generations_since
+SELECT count(*) FROM avatar_generations WHERE user_id = $1 AND created_at >= $2
+
 -- Stats ------------------------------------------------------------------------------------
 
 -- name: avatar_counts

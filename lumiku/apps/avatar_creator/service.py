@@ -172,6 +172,12 @@ def _group_of(avatar: Row) -> str:
     return str(avatar["generation_id"] or avatar["id"])
 
 
+async def delete_generation_files(deps: Deps, user_id: UUID, generation_id: UUID) -> None:
+    """Remove the files of a generation's storage group (its avatar's image and thumbnail,
+    and whatever an attempt left); a file that cannot be removed is left behind."""
+    await _delete_groups(deps, user_id, {str(generation_id)})
+
+
 async def _delete_groups(deps: Deps, user_id: UUID, groups: set[str]) -> None:
     with trio.move_on_after(CLEANUP_BUDGET_S, shield=True):
         for group in sorted(groups):

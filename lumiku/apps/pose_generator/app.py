@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Final
 
 from lumiku.apps.pose_generator import handlers, requests, routes
 from lumiku.apps.pose_generator.service import APP_ID
+from lumiku.apps.pose_generator.works import PoseWorks
 from lumiku.apps.registry import App
 from lumiku.http.ratelimit import AppRule
 from lumiku.jobs.kinds import JobKind
@@ -50,4 +51,9 @@ def make_app(
         costs={"pose": requests.COST_PER_POSE, "background": requests.COST_BACKGROUND_CHANGE},
         blueprint=routes.blueprint,
         rate_limits=RATE_LIMITS,
+        description="Pose your avatar in library poses or from a prompt, with backgrounds.",
+        icon="person-standing",
+        color="purple",
+        order=20,
+        works=PoseWorks(),
     )

@@ -116,3 +116,43 @@ SELECT * FROM pose_requests WHERE id = $1 FOR UPDATE
 
 -- name: update_request
 UPDATE pose_requests SET status = $2, notes = $3, updated_at = $4 WHERE id = $1
+
+-- My Work (apps/works.py) -----------------------------------------------------------------
+
+-- name: works_page
+-- The user's generations below the cursor ($2), newest first, with their job's state;
+-- $3 a job status, '' for any.
+SELECT g.id, g.job_id, g.generation_type, g.request, g.total_poses, g.credit_charged,
+       g.created_at, j.status, j.progress, j.finished_at
+FROM pose_generations g JOIN jobs j ON j.id = g.job_id
+WHERE g.user_id = $1 AND g.id < $2 AND ($3 = '' OR j.status = $3)
+ORDER BY g.id DESC
+LIMIT $4
+
+-- name: works_poses
+-- The succeeded poses of the generations $1 (a list of ids), in the order they were made.
+SELECT generation_id, image_key FROM generated_poses
+WHERE generation_id = ANY($1::uuid[]) AND status = 'succeeded' AND image_key IS NOT NULL
+ORDER BY generation_id, id
+
+-- name: lock_work
+-- The generation and its job, locked: an admin retry cannot re-queue it while it is deleted.
+SELECT g.id, j.status FROM pose_generations g JOIN jobs j ON j.id = g.job_id
+WHERE g.id = $1 AND g.user_id = $2
+FOR UPDATE
+
+-- name: active_background_changes
+-- New backgrounds for the generation's poses still queued or running (a delete waits).
+SELECT count(*) FROM jobs j
+WHERE j.user_id = $2 AND j.kind = 'pose.background' AND j.status IN ('queued', 'running')
+  AND (j.payload->>'pose_id')::uuid IN (SELECT id FROM generated_poses WHERE generation_id = $1)
+
+-- name: delete_generation
+-- Its poses cascade.
+DELETE FROM pose_generations WHERE id = $1 AND user_id = $2
+
+-- name: generations_since
+SELECT count(*) FROM pose_generations WHERE user_id = $1 AND created_at >= $2
+
+-- name: project_count
+SELECT count(*) FROM pose_projects WHERE user_id = $1

@@ -240,6 +240,20 @@ async def test_delete_prefix_removes_a_users_or_a_groups_objects_only(
     assert not (tmp_path / "files" / "test" / USER).exists()
 
 
+async def test_usage_bytes_sums_a_users_objects_only(storage: LocalStorage) -> None:
+    other = "5e2d1c0b-aaaa-4bbb-8ccc-0123456789ab"
+    with trio.fail_after(10):
+        assert await storage.usage_bytes(prefix_of("test", USER)) == 0
+        await storage.put(new_key("test", USER, "png"), b"x" * 10, PNG)
+        await storage.put(new_key("test", USER, "png", group="p1"), b"x" * 5, PNG)
+        await storage.put(new_key("test", other, "png"), b"x" * 7, PNG)
+        await storage.put(new_key("other-app", USER, "png"), b"x" * 3, PNG)
+        assert await storage.usage_bytes(prefix_of("test", USER)) == 15
+        assert await storage.usage_bytes(prefix_of("test", USER, "p1")) == 5
+        with pytest.raises(InvalidKey):
+            await storage.usage_bytes("test/")
+
+
 async def test_delete_prefix_refuses_wide_prefixes(storage: LocalStorage) -> None:
     with trio.fail_after(10), pytest.raises(InvalidKey):
         await storage.delete_prefix("test/")

@@ -2,13 +2,15 @@
 
 Drivers: who may import which driver, and only config reads the environment. Internal
 rules (DESIGN "Layout", SPEC §17): the core never imports an app (so `jobs` does not import
-`apps`), config imports no domain code, and routes never touch the Store. Each rule's
-checker is shown failing on a planted violation below.
+`apps`), config imports no domain code, routes never touch the Store, and no app's queries
+use another app's tables. Each rule's checker is shown failing on a planted violation
+below.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -282,3 +284,72 @@ def test_the_internal_checks_see_a_violation(tmp_path: Path) -> None:
     )
     assert store_calls(routes) == [4, 6, 8]
     assert store_uses(routes) == [2, 4, 6]
+
+
+# Which app owns which table. Migrations still live in the core's folders (issue 14 moves
+# them into each app's package, after which this map is read from there); until then it is
+# declared here, and `test_every_table_has_an_owner` keeps it complete.
+APP_TABLES = {
+    "avatar_creator": frozenset(
+        {"avatars", "avatar_projects", "avatar_generations", "avatar_usage"}
+    ),
+    "pose_generator": frozenset(
+        {"pose_projects", "pose_generations", "generated_poses", "pose_requests"}
+    ),
+}
+CORE_TABLES = frozenset(
+    {"users", "credit_accounts", "credit_entries", "jobs", "idempotency_keys", "payments"}
+)
+MIGRATIONS = PACKAGE / "db" / "migrations"
+
+
+_TABLE_REFERENCE = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+(\w+)", re.I)
+
+
+def tables_used(path: Path) -> set[str]:
+    """The tables a `.sql` file's statements read or write (comments left out). Python
+    holds no SQL (DESIGN), so the queries files are where a table is reached."""
+    text = re.sub(r"--[^\n]*", "", path.read_text())
+    return {name.lower() for name in _TABLE_REFERENCE.findall(text)}
+
+
+def foreign_tables(app: str, app_dir: Path) -> dict[str, list[str]]:
+    """Per queries file of `app_dir`: the tables of other apps its statements use."""
+    others = frozenset().union(*(t for a, t in APP_TABLES.items() if a != app))
+    found = {}
+    for path in sorted(app_dir.rglob("*.sql")):
+        named = sorted(tables_used(path) & others)
+        if named:
+            found[path.name] = named
+    return found
+
+
+def test_every_table_has_an_owner() -> None:
+    created = {
+        name.lower()
+        for path in MIGRATIONS.rglob("*.sql")
+        for name in re.findall(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", path.read_text(), re.I)
+    } - {"schema_migrations"}
+    owned = CORE_TABLES.union(*APP_TABLES.values())
+    assert created == owned
+
+
+@pytest.mark.parametrize("app", sorted(APP_TABLES))
+def test_no_app_reads_another_apps_tables(app: str) -> None:
+    """Apps use each other through public service functions (SPEC §17), never tables."""
+    assert foreign_tables(app, PACKAGE / "apps" / app) == {}
+
+
+def test_the_table_check_sees_a_violation(tmp_path: Path) -> None:
+    (tmp_path / "queries.sql").write_text(
+        "-- name: image (avatars are read through avatar_creator.service)\n"
+        "SELECT image_key FROM avatars WHERE id = $1;\n"
+        "-- name: mine\nSELECT * FROM pose_projects p JOIN jobs j ON true;\n"
+    )
+    (tmp_path / "queries.sqlite.sql").write_text(
+        "-- name: used\nINSERT INTO avatar_usage (avatar_id) VALUES (?1);\n"
+    )
+    assert foreign_tables("pose_generator", tmp_path) == {
+        "queries.sql": ["avatars"],
+        "queries.sqlite.sql": ["avatar_usage"],
+    }
